@@ -1,0 +1,118 @@
+"""Shared test helpers: real spools in temp dirs, real node processes, waiting with deadlines."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition, timeout=15.0, interval=0.02, message="condition"):
+    """Poll `condition` until it returns a truthy value; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def records(node_root: Path, where: str = "done") -> list[dict]:
+    """The .result.json files under done/ or failed/ of a node directory, in name order."""
+    return [json.loads(p.read_text()) for p in sorted((node_root / where).glob("*/*.result.json"))]
+
+
+def events_in(node_root: Path, where: str) -> list[Path]:
+    return sorted(p for p in (node_root / where).glob("*/*.json") if not p.name.endswith(".result.json"))
+
+
+def write_script(pipeline: Path, name: str, text: str, executable: bool = False) -> Path:
+    pipeline.mkdir(parents=True, exist_ok=True)
+    path = pipeline / name
+    path.write_text(text)
+    if executable:
+        path.chmod(0o755)
+    return path
+
+
+class NodeProcess:
+    """A real `trivialci hub|worker` process, stopped and reaped by the fixture."""
+
+    def __init__(self, args, env=None, cwd=None):
+        self.stderr_path = Path(cwd or ".") / f"node-{os.getpid()}-{id(self)}.stderr"
+        self.stderr_file = open(self.stderr_path, "w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trivialci", *map(str, args)],
+            stdout=subprocess.DEVNULL, stderr=self.stderr_file, env={**os.environ, **(env or {})}, cwd=cwd,
+        )
+
+    def stderr(self) -> str:
+        self.stderr_file.flush()
+        return self.stderr_path.read_text()
+
+    def stop(self, sig=signal.SIGTERM, timeout=20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def spool(tmp_path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def pipeline(tmp_path) -> Path:
+    directory = tmp_path / "pipeline"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def start_node(tmp_path):
+    """start_node("hub", "--spool", S, ...) -> NodeProcess; all are killed at the end of the test."""
+    started = []
+
+    def start(*args, env=None):
+        node = NodeProcess(args, env=env, cwd=tmp_path)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.kill()
+        node.stderr_file.close()
+
+
+def run_cli(*args, input=None, env=None, timeout=60):
+    """Run `python -m trivialci ARGS` to completion."""
+    return subprocess.run([sys.executable, "-m", "trivialci", *map(str, args)], input=input, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """A test that leaves a thread running behind it fails (watchdog's habit, too)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"test leaked threads: {leaked}")

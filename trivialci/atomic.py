@@ -1,0 +1,59 @@
+"""Atomic writes: stage in tmp/, fsync, rename into place, fsync the directory.
+
+Every file another process may read is written this way, so a reader sees the
+whole file or none of it. A failed write or fsync removes the staged file and
+raises: it is never retried as if it had succeeded.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+
+def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool = True) -> Path:
+    """Write `data` to `path` through `tmp_dir` (same filesystem); return `path`."""
+    staged = Path(tmp_dir) / f".{Path(path).name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        write_synced(staged, data)
+        os.rename(staged, path)
+    except BaseException:
+        _remove_quietly(staged)
+        raise
+    if sync_dir:
+        fsync_dir(Path(path).parent)
+    return Path(path)
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Create `path` with `data`, flushed to disk before this returns."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of a directory (creations, renames) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in _FSYNC_UNSUPPORTED:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# Some filesystems (some FUSE mounts) cannot fsync a directory; the rename still stands.
+_FSYNC_UNSUPPORTED = {22, 95, 38}  # EINVAL, EOPNOTSUPP, ENOSYS

@@ -1,0 +1,63 @@
+"""Delivery: how an event reaches a node's inbox.
+
+A writer stages the body in the target node's tmp/ (same filesystem as its
+inbox), fsyncs it, renames it into inbox/ under a unique name and fsyncs the
+inbox. Readers therefore never see half an event, and once emit() returns the
+event survives a crash of this machine.
+"""
+
+import os
+from pathlib import Path
+
+from . import event
+from .atomic import write_atomically
+from .errors import BadInput, SpoolUnavailable
+from .layout import hub_dir, worker_dir
+
+SPOOL_ENV = "TRIVIALCI_SPOOL"
+
+
+def emit(event_type: str, payload: dict, to: str = "hub", spool=None) -> Path:
+    """Deliver `payload` as an event of `event_type` to a node; return the inbox path.
+
+    `to` is "hub", "worker:NAME", or the path of a node directory. `spool`
+    defaults to $TRIVIALCI_SPOOL, which every script run by a node has.
+    """
+    body = event.encode(payload)
+    name = event.unique_name(event_type)
+    root = resolve_target(to, spool)
+    try:
+        return write_atomically(root / "inbox" / name, body, root / "tmp")
+    except OSError as error:
+        raise SpoolUnavailable(f"could not deliver {name} to {root}/inbox: {error.strerror or error}") from None
+
+
+def resolve_target(to: str, spool=None) -> Path:
+    """The node directory that `to` names; created for the hub, required for others."""
+    if to == "hub":
+        return _ensure_hub(_spool_or_env(spool))
+    if to.startswith("worker:"):
+        root = worker_dir(_spool_or_env(spool), to[len("worker:"):]).root
+    else:
+        root = Path(os.path.abspath(to))
+    if not (root / "inbox").is_dir() or not (root / "tmp").is_dir():
+        raise BadInput(f"{root} is not a node directory (it needs inbox/ and tmp/): is the worker's name right?")
+    return root
+
+
+def _spool_or_env(spool) -> Path:
+    spool = spool or os.environ.get(SPOOL_ENV)
+    if not spool:
+        raise BadInput(f"no spool given: pass --spool DIR or set {SPOOL_ENV}")
+    return Path(spool)
+
+
+def _ensure_hub(spool: Path) -> Path:
+    """The hub's directory; its inbox/ and tmp/ are made if missing, so an event can wait for a hub."""
+    node = hub_dir(spool)
+    try:
+        node.inbox.mkdir(parents=True, exist_ok=True)
+        node.tmp.mkdir(exist_ok=True)
+    except OSError as error:
+        raise SpoolUnavailable(f"cannot use spool {spool}: {error.strerror or error}") from None
+    return node.root

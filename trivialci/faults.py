@@ -1,0 +1,16 @@
+"""Crash points: tests kill a node with a real SIGKILL at a named step.
+
+TRIVIALCI_TEST_CRASH_AT=claimed|started|exited|decided|moved makes the node
+kill itself right after that step, so a test can show that a restart loses
+nothing wherever the crash falls. Unset, this costs one string comparison.
+"""
+
+import os
+import signal
+
+CRASH_AT = os.environ.get("TRIVIALCI_TEST_CRASH_AT", "")
+
+
+def crash_point(where: str) -> None:
+    if CRASH_AT == where:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,110 @@
+"""The inbox as a node sees it: what waits there, in arrival order, and what is complete.
+
+Arrival order is the order of the files' mtimes (a rename keeps the mtime of
+the finished write), then names. An entry is complete, and may be claimed, as
+soon as any of these holds:
+  - it is not a regular file (it will be refused, so there is nothing to wait for);
+  - inotify reported its writer closed it (close-write);
+  - it already holds one whole JSON object (what emit's rename delivers);
+  - its size and mtime held still for `settle` seconds (a writer that never
+    finished: it is claimed and refused with the parse error).
+"""
+
+import heapq
+import json
+import os
+import stat
+import time
+from dataclasses import dataclass
+
+from . import event
+
+
+@dataclass
+class Sighting:
+    size: int
+    mtime_ns: int
+    since: float  # monotonic time size and mtime were first seen like this
+
+
+class InboxTracker:
+    def __init__(self, inbox, settle: float):
+        self.inbox = inbox
+        self.settle = settle
+        self._unsettled: dict[str, Sighting] = {}
+        self._ready: list[tuple[int, str]] = []
+        self._ready_names: set[str] = set()
+
+    def rescan(self) -> None:
+        """Read the whole inbox: the truth that notifications only hint at."""
+        present = {name for name in os.listdir(self.inbox) if event.is_candidate(name)}
+        for name in (self._ready_names | self._unsettled.keys()) - present:
+            self.forget(name)
+        for name in present - self._ready_names:
+            self.notice(name)
+
+    def notice(self, name: str, closed: bool = False) -> None:
+        """Look at one entry (new, or changed) and queue it once it is complete."""
+        if name in self._ready_names or not event.is_candidate(name):
+            return
+        try:
+            info = os.lstat(os.path.join(self.inbox, name))
+        except FileNotFoundError:
+            self.forget(name)
+            return
+        if closed or not stat.S_ISREG(info.st_mode) or self._is_settled(name, info) or _holds_object(self.inbox, name):
+            self._make_ready(name, info.st_mtime_ns)
+
+    def recheck_unsettled(self) -> None:
+        for name in list(self._unsettled):
+            self.notice(name)
+
+    def pop_ready(self) -> str | None:
+        """The oldest complete entry not yet handed out, or None."""
+        while self._ready:
+            _, name = heapq.heappop(self._ready)
+            if name in self._ready_names:
+                self._ready_names.discard(name)
+                return name
+        return None
+
+    def forget(self, name: str) -> None:
+        self._unsettled.pop(name, None)
+        self._ready_names.discard(name)
+
+    def has_ready(self) -> bool:
+        return bool(self._ready_names)
+
+    def has_unsettled(self) -> bool:
+        return bool(self._unsettled)
+
+    def __len__(self) -> int:
+        return len(self._ready_names) + len(self._unsettled)
+
+    def _is_settled(self, name: str, info: os.stat_result) -> bool:
+        seen = self._unsettled.get(name)
+        if seen is None or (seen.size, seen.mtime_ns) != (info.st_size, info.st_mtime_ns):
+            self._unsettled[name] = Sighting(info.st_size, info.st_mtime_ns, time.monotonic())
+            return False
+        return time.monotonic() - seen.since >= self.settle
+
+    def _make_ready(self, name: str, mtime_ns: int) -> None:
+        self._unsettled.pop(name, None)
+        self._ready_names.add(name)
+        heapq.heappush(self._ready, (mtime_ns, name))
+
+
+def _holds_object(directory, name: str) -> bool:
+    """Whether the file already is one whole JSON object (a prefix of one never parses as one)."""
+    try:
+        fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_size > event.MAX_EVENT_BYTES:
+            return True  # complete or not, it will be refused
+        return isinstance(json.loads(os.read(fd, event.MAX_EVENT_BYTES + 1)), dict)
+    except (OSError, ValueError):
+        return False
+    finally:
+        os.close(fd)

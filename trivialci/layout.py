@@ -1,0 +1,85 @@
+"""The spool tree: where a node's directories are.
+
+    SPOOL/                    the hub's node directory
+      inbox/ tmp/ work/ done/DAY/ failed/DAY/ state/
+      hub.json                the hub's heartbeat
+      workers/NAME/           a worker's node directory, same shape
+        worker.json           the worker's heartbeat
+
+Every node directory has the same shape; `state/` belongs to the hub and its
+scripts. Days are UTC days, `YYYY-MM-DD`.
+"""
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadInput
+
+HUB = "hub"
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
+SUBDIRS = ("inbox", "tmp", "work", "done", "failed")
+
+
+@dataclass(frozen=True)
+class NodeDir:
+    """One node's directory inside the spool: its inbox and its records."""
+
+    spool: Path
+    node: str
+
+    @property
+    def root(self) -> Path:
+        return self.spool if self.node == HUB else self.spool / "workers" / self.node
+
+    @property
+    def is_hub(self) -> bool:
+        return self.node == HUB
+
+    inbox = property(lambda self: self.root / "inbox")
+    tmp = property(lambda self: self.root / "tmp")
+    work = property(lambda self: self.root / "work")
+    done = property(lambda self: self.root / "done")
+    failed = property(lambda self: self.root / "failed")
+    state = property(lambda self: self.root / "state")
+    lock = property(lambda self: self.root / "node.lock")
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.root / ("hub.json" if self.is_hub else "worker.json")
+
+    def create(self) -> None:
+        """Make the directories a node needs (like mkdir -p)."""
+        for name in SUBDIRS:
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+        if self.is_hub:
+            self.state.mkdir(exist_ok=True)
+            (self.root / "workers").mkdir(exist_ok=True)
+
+
+def hub_dir(spool) -> NodeDir:
+    return NodeDir(Path(os.path.abspath(spool)), HUB)
+
+
+def worker_dir(spool, name: str) -> NodeDir:
+    check_node_name(name)
+    return NodeDir(Path(os.path.abspath(spool)), name)
+
+
+def check_node_name(name: str) -> str:
+    if not NODE_NAME.match(name) or name == HUB:
+        raise BadInput(
+            f"bad worker name {name!r}: use 1-63 letters, digits, '_' or '-', "
+            f"starting with a letter or digit (and not {HUB!r})"
+        )
+    return name
+
+
+def worker_names(spool) -> list[str]:
+    """Names of the worker directories present in the spool, sorted."""
+    try:
+        entries = os.listdir(Path(spool) / "workers")
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in entries if NODE_NAME.match(n))

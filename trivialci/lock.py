@@ -1,0 +1,97 @@
+"""One process per node directory.
+
+A node holds NODE_DIR/node.lock, created with O_CREAT|O_EXCL (which NFS and
+sshfs carry; flock does not cross sshfs) and holding {host, pid, started,
+start_ticks}. The holder touches it with every heartbeat. A second process
+refuses to start and names the holder. A lock is stale, and is taken over, when
+its holder is on this host and dead (or its pid was reused), or on another host
+and has not touched the lock for STALE_AFTER seconds.
+"""
+
+import json
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from . import processes
+from .errors import NodeBusy
+
+STALE_AFTER = 60.0
+HOST = socket.gethostname()
+
+
+class NodeLock:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.mine = {"host": HOST, "pid": os.getpid(), "start_ticks": processes.start_ticks(os.getpid())}
+
+    def acquire(self) -> None:
+        """Hold the lock, or raise NodeBusy naming the live holder."""
+        for _ in range(5):
+            if self._create():
+                return
+            holder = self._read_holder()
+            if self._holder_alive(holder):
+                raise NodeBusy(_busy_message(self.path.parent, holder))
+            self._remove_stale()
+        raise NodeBusy(f"could not take over the stale lock {self.path}: remove it by hand if no node runs there")
+
+    def touch(self) -> None:
+        os.utime(self.path)
+
+    def release(self) -> None:
+        holder = self._read_holder()
+        if all(holder.get(key) == value for key, value in self.mine.items()):
+            os.unlink(self.path)
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            json.dump({**self.mine, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
+    def _read_holder(self) -> dict:
+        try:
+            holder = json.loads(self.path.read_text() or "{}")
+            return holder if isinstance(holder, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            return {}
+
+    def _holder_alive(self, holder: dict) -> bool:
+        if not holder.get("pid"):
+            return self._age() < STALE_AFTER  # being written right now, or garbage: let it age
+        if holder.get("host") != HOST:
+            return self._age() < STALE_AFTER
+        ticks = processes.start_ticks(holder["pid"])
+        return ticks is not None and ticks == holder.get("start_ticks", ticks)
+
+    def _age(self) -> float:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return STALE_AFTER
+
+    def _remove_stale(self) -> None:
+        """Rename the stale lock aside first: of two processes taking over, one wins."""
+        aside = self.path.with_name(f".{self.path.name}.stale.{secrets.token_hex(4)}")
+        try:
+            os.rename(self.path, aside)
+            os.unlink(aside)
+        except FileNotFoundError:
+            pass
+
+
+def _busy_message(node_dir: Path, holder: dict) -> str:
+    who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+    since = f" since {holder['started']}" if holder.get("started") else ""
+    return (f"{node_dir} is already run by {who}{since}: stop that process first, "
+            "or give this one another --spool or --name")

@@ -1,0 +1,516 @@
+"""The node: the one loop that the hub and every worker run.
+
+    inbox/NAME --claim--> work/ --run TYPE script--> done/DAY/ or failed/DAY/
+
+One iteration (`run_once`) collects scripts that exited and records them,
+enforces timeouts, claims complete inbox entries in arrival order while fewer
+than `jobs` scripts run, does the periodic chores (rescan, heartbeat, tmp/
+reaping) and then waits, on one selector, for the first of: a child's exit
+(pidfd), a notification from the watcher, a signal, or the next deadline.
+
+A node that cannot record (full disk, read-only spool) holds what it has in
+work/, stops claiming, says why, and retries until it can. At start it first
+takes back what is in its work/ (see recovery.py). An exception inside an
+iteration is logged and the loop goes on.
+"""
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import mounts, runner
+from .claim import Claim, StampClock, claim, open_claimed
+from .event import BadEvent
+from .faults import crash_point
+from .heartbeat import HEARTBEAT_SECONDS, remove_heartbeat, write_heartbeat
+from .inbox import InboxTracker
+from .layout import NodeDir
+from .lock import NodeLock
+from .record import Outcome, Status, record
+from .recovery import recover
+
+log = logging.getLogger("trivialci")
+
+RETRY_SECONDS = 1.0
+TMP_MAX_AGE = 86400.0
+REAP_EVERY = 3600.0
+
+
+@dataclass
+class NodeConfig:
+    pipeline: Path
+    jobs: int = 1
+    timeout: float = 3600.0
+    grace: float = 5.0
+    max_attempts: int = 3
+    poll: float | None = None  # poll every N seconds instead of trusting inotify
+    settle: float = 1.0
+    rescan: float = 5.0
+    advertise: dict = field(default_factory=dict)  # extra TRIVIALCI_* variables, and heartbeat fields
+
+
+class Node:
+    def __init__(self, node_dir: NodeDir, config: NodeConfig):
+        self.node_dir = node_dir
+        self.config = config
+        self.tracker = InboxTracker(node_dir.inbox, config.settle)
+        self.lock = NodeLock(node_dir.lock)
+        self.clock = StampClock()
+        self.runs: dict[int, runner.Run] = {}  # by pid
+        self.held: deque[Claim] = deque()  # claimed, waiting to (re)start
+        self.unrecorded: deque[Outcome] = deque()  # decided, not yet written down
+        self.blocked_reason: str | None = None
+        self.stopping = False
+        self.polling_reason: str | None = None
+        self.started = time.time()
+        self._hints: deque[tuple[str, bool]] = deque()
+        self._selector = selectors.DefaultSelector()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._watcher = None
+        self._due = {"rescan": 0.0, "heartbeat": 0.0, "reap": 0.0, "retry": 0.0}
+        self._script_env = {**os.environ, **{f"TRIVIALCI_{k.upper()}": str(v) for k, v in config.advertise.items()}}
+
+    # --- life cycle -------------------------------------------------------
+
+    def open(self) -> "Node":
+        """Take the node directory: lock, recover work/, start watching."""
+        self.node_dir.create()
+        self.lock.acquire()
+        try:
+            self._choose_watch_mode()
+            self._recover()
+            self._beat()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._watcher:
+            self._watcher.stop()
+            self._watcher = None
+        remove_heartbeat(self.node_dir)
+        self.lock.release()
+        self._selector.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def serve(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop as `shutdown` says."""
+        previous = self._install_signal_handlers()
+        try:
+            while not self.stopping:
+                self.run_once()
+            self.shutdown()
+        finally:
+            self._restore_signal_handlers(previous)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Handle everything in the inbox, then return True (False if `timeout` ran out)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._due["rescan"] = 0.0
+        while self.busy():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            self.run_once(timeout=0.2)
+        return True
+
+    def busy(self) -> bool:
+        return bool(self.runs or self.held or self.unrecorded or len(self.tracker) or self._rescan_due())
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        self._wake()
+
+    def shutdown(self) -> None:
+        """Stop claiming; let running scripts finish for `grace` seconds, then stop them.
+
+        Events whose scripts were stopped stay in work/: the next start runs them again.
+        """
+        self.stopping = True
+        self._wait_for_runs(self.config.grace)
+        for run in self.runs.values():
+            self._stop_run(run, "the node is stopping")
+        self._wait_for_runs(self.config.grace)
+        for run in list(self.runs.values()):
+            run.signal(signal.SIGKILL)
+            run.process.wait()
+            self._forget_run(run)
+        self._record_pending()
+
+    # --- one iteration ----------------------------------------------------
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """One turn of the loop; an error is logged and the next turn goes on."""
+        try:
+            self._collect_exited()
+            self._enforce_deadlines()
+            self._record_pending()
+            if not self.stopping and self.blocked_reason is None:
+                self._look_at_inbox()
+                self._start_what_fits()
+            self._chores()
+        except Exception:
+            log.exception("%s: error in the node loop; carrying on", self.node_dir.node)
+            time.sleep(0.1)  # do not spin on a persistent fault
+        self._wait(self._next_wakeup(timeout))
+
+    def _look_at_inbox(self) -> None:
+        if self._rescan_due():
+            self.tracker.rescan()
+            self._due["rescan"] = time.monotonic() + self._rescan_interval()
+        while self._hints:
+            self.tracker.notice(*self._hints.popleft())
+        if self.tracker.has_unsettled():
+            self.tracker.recheck_unsettled()
+
+    def _start_what_fits(self) -> None:
+        while len(self.runs) < self.config.jobs and self.blocked_reason is None:
+            taken = self.held.popleft() if self.held else self._claim_next()
+            if taken is None:
+                return
+            self._start(taken)
+
+    def _claim_next(self) -> Claim | None:
+        while (name := self.tracker.pop_ready()) is not None:
+            taken = claim(self.node_dir, name, self.clock.next())
+            if taken is not None:
+                crash_point("claimed")
+                return taken
+        return None
+
+    def _start(self, taken: Claim) -> None:
+        try:
+            self._open_and_run(taken)
+        except BadEvent as refusal:
+            self._decide(Outcome.refused(taken, str(refusal)))
+        except FileNotFoundError:
+            log.warning("%s: %s vanished from work/ before it ran", self.node_dir.node, taken.path.name)
+        except OSError as error:
+            self.held.appendleft(taken)
+            self._block(f"cannot start {taken.name}: {error}")
+
+    def _open_and_run(self, taken: Claim) -> None:
+        stdin_fd, body, payload = open_claimed(taken)
+        try:
+            script = runner.find_script(self.config.pipeline, taken.type)
+            if script is None:
+                raise BadEvent(self._no_script_reason(taken.type))
+            timeout = _event_timeout(payload, self.config.timeout)
+            log_fd = runner.open_log(taken)
+            self._run_script(taken, script, stdin_fd, body, log_fd, timeout)
+        finally:
+            os.close(stdin_fd)
+        crash_point("started")
+
+    def _run_script(self, taken: Claim, script: Path, stdin_fd: int, body: bytes, log_fd: int, timeout: float) -> None:
+        env = runner.script_environment(self._script_env, taken, {"TRIVIALCI_PIPELINE": str(self.config.pipeline)})
+        try:
+            run = runner.start(taken, script, stdin_fd, body, env, log_fd, timeout)
+        except OSError as error:  # the script cannot be executed: its event's fault, not the disk's
+            os.write(log_fd, f"trivialci: cannot run {script}: {error}\n".encode())
+            self._sync_log(log_fd)
+            raise BadEvent(f"cannot run {script}: {error.strerror or error} (is its #! line right?)") from None
+        except BaseException:
+            os.close(log_fd)
+            raise
+        self._track(run)
+
+    def _no_script_reason(self, event_type: str) -> str:
+        return (f"no script for event type {event_type!r} in {self.config.pipeline}: "
+                f"add {event_type}.py or an executable {event_type} there")
+
+    # --- running scripts --------------------------------------------------
+
+    def _track(self, run: runner.Run) -> None:
+        self.runs[run.process.pid] = run
+        if run.pidfd is not None:
+            self._selector.register(run.pidfd, selectors.EVENT_READ, run)
+
+    def _forget_run(self, run: runner.Run) -> None:
+        self.runs.pop(run.process.pid, None)
+        if run.pidfd is not None:
+            self._selector.unregister(run.pidfd)
+            os.close(run.pidfd)
+            run.pidfd = None
+
+    def _collect_exited(self) -> None:
+        for run in list(self.runs.values()):
+            if run.exited() and not self._waiting_out_grace(run):
+                self._finish(run)
+
+    def _waiting_out_grace(self, run: runner.Run) -> bool:
+        """A stopped script's children get their grace too before the script counts as ended."""
+        if run.terminated_at is None or run.killed or not run.leftovers():
+            return False
+        if run.pidfd is not None:  # nothing more to wait for on it; the grace deadline wakes us
+            self._selector.unregister(run.pidfd)
+            os.close(run.pidfd)
+            run.pidfd = None
+        return True
+
+    def _finish(self, run: runner.Run) -> None:
+        self._forget_run(run)
+        if run.stopped_by_node:
+            os.close(run.log_fd)
+            return  # stays in work/ for the next start
+        crash_point("exited")
+        timed_out = run.terminated_at is not None
+        outcome = Outcome.of_exit(run.claim, run.process.returncode, run.started, run.script, run.timeout, timed_out)
+        self._sync_log(run.log_fd)
+        self._decide(outcome)
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for run in list(self.runs.values()):
+            if run.terminated_at is None and now >= run.deadline:
+                self._stop_run(run, f"timed out after {run.timeout:g} s")
+            elif run.terminated_at is not None and not run.killed and now >= run.terminated_at + self.config.grace:
+                run.signal(signal.SIGKILL)
+                run.killed = True
+                if run.exited():
+                    self._finish(run)
+
+    def _stop_run(self, run: runner.Run, why: str) -> None:
+        os.write(run.log_fd, f"--- trivialci: {why}; sending SIGTERM, SIGKILL after {self.config.grace:g} s ---\n".encode())
+        run.signal(signal.SIGTERM)
+        run.terminated_at = time.monotonic()
+        run.stopped_by_node = self.stopping
+
+    def _wait_for_runs(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self.runs and time.monotonic() < deadline:
+            self._collect_exited()
+            self._enforce_deadlines()
+            self._record_pending()
+            self._wait(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    @staticmethod
+    def _sync_log(log_fd: int) -> None:
+        try:
+            os.fsync(log_fd)
+        except OSError:
+            pass  # the log is the script's output; its record still goes on
+        finally:
+            os.close(log_fd)
+
+    # --- recording --------------------------------------------------------
+
+    def _decide(self, outcome: Outcome) -> None:
+        self.unrecorded.append(outcome)
+        self._record_pending()
+
+    def _record_pending(self) -> None:
+        while self.unrecorded:
+            outcome = self.unrecorded[0]
+            try:
+                final = record(outcome)
+            except OSError as error:
+                self._block(f"cannot record {outcome.claim.name}: {error}")
+                return
+            self.unrecorded.popleft()
+            self._log_handled(outcome, final)
+            self._unblock()
+
+    def _log_handled(self, outcome: Outcome, final: Path) -> None:
+        claim = outcome.claim
+        where = final.relative_to(self.node_dir.root)
+        log.info("%s %s %s in %.3fs, attempt %d: %s -> %s", self.node_dir.node, claim.original_name or claim.name,
+                 outcome.status.value, outcome.ended - outcome.started, claim.attempt, outcome.reason, where)
+
+    def _block(self, reason: str) -> None:
+        if self.blocked_reason is None:
+            log.error("%s: %s; holding %d event(s) in work/ and claiming nothing until this works again "
+                      "(free space on the spool's filesystem?)", self.node_dir.node, reason,
+                      len(self.held) + len(self.unrecorded) + len(self.runs))
+        self.blocked_reason = reason
+        self._due["retry"] = time.monotonic() + RETRY_SECONDS
+
+    def _unblock(self) -> None:
+        if self.blocked_reason is not None and not self.unrecorded:
+            log.warning("%s: recording works again; resuming", self.node_dir.node)
+            self.blocked_reason = None
+
+    def _retry_held_start(self) -> None:
+        """While blocked by a start that failed, try it again now and then."""
+        if self.blocked_reason is not None and not self.unrecorded and self.held:
+            self.blocked_reason = None
+            self._start(self.held.popleft())
+            if self.blocked_reason is None:
+                log.warning("%s: starting works again; resuming", self.node_dir.node)
+
+    # --- chores -----------------------------------------------------------
+
+    def _chores(self) -> None:
+        now = time.monotonic()
+        if now >= self._due["heartbeat"]:
+            self._beat()
+        if now >= self._due["retry"] and self.blocked_reason is not None:
+            self._due["retry"] = now + RETRY_SECONDS
+            self._retry_held_start()
+        if now >= self._due["reap"]:
+            self._due["reap"] = now + REAP_EVERY
+            reap_tmp(self.node_dir)
+        if self._watcher is not None and not self._watcher.alive():
+            log.warning("%s: the inbox watcher died; restarting it (the rescan covered the gap)", self.node_dir.node)
+            self._start_watcher()
+
+    def _beat(self) -> None:
+        self._due["heartbeat"] = time.monotonic() + HEARTBEAT_SECONDS
+        try:
+            self.lock.touch()
+            write_heartbeat(self.node_dir, self.describe())
+        except OSError as error:
+            if self.blocked_reason is None:
+                log.warning("%s: cannot write the heartbeat: %s", self.node_dir.node, error)
+
+    def describe(self) -> dict:
+        """What the heartbeat file says about this node."""
+        return {
+            "node": self.node_dir.node,
+            **{k.lower(): v for k, v in self.config.advertise.items()},
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "polling": self.polling_reason,
+            "jobs": self.config.jobs,
+            "running": [run.claim.id for run in self.runs.values()],
+            "blocked": self.blocked_reason,
+            "pipeline": str(self.config.pipeline),
+        }
+
+    # --- waiting ----------------------------------------------------------
+
+    def _next_wakeup(self, timeout: float | None) -> float:
+        now = time.monotonic()
+        moments = [self._due["rescan"], self._due["heartbeat"]]
+        moments += [run.deadline if run.terminated_at is None else run.terminated_at + self.config.grace
+                    for run in self.runs.values()]
+        if self.blocked_reason is not None:
+            moments.append(self._due["retry"])
+        if self.tracker.has_unsettled():
+            moments.append(now + min(self.config.settle / 4, 0.25))
+        if any(run.pidfd is None and not run.killed for run in self.runs.values()):
+            moments.append(now + 0.05)  # no pidfd on this kernel: poll exits
+        wait = max(0.0, min(moments) - now)
+        return wait if timeout is None else min(wait, timeout)
+
+    def _wait(self, seconds: float) -> None:
+        if self.tracker.has_ready() and len(self.runs) < self.config.jobs and self.blocked_reason is None \
+                and not self.stopping:
+            seconds = 0.0
+        for key, _ in self._selector.select(seconds):
+            if key.fd == self._wake_read:
+                _drain_pipe(self._wake_read)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"x")
+        except BlockingIOError:
+            pass  # a wake-up is pending already
+
+    def _hint(self, name: str, closed: bool) -> None:
+        """Called from the watcher's thread: queue the name and wake the loop."""
+        self._hints.append((name, closed))
+        self._wake()
+
+    def _rescan_due(self) -> bool:
+        return time.monotonic() >= self._due["rescan"]
+
+    def _rescan_interval(self) -> float:
+        return self.config.poll if self._watcher is None else self.config.rescan
+
+    # --- start-up ---------------------------------------------------------
+
+    def _choose_watch_mode(self) -> None:
+        fs_type = mounts.filesystem_type(self.node_dir.inbox)
+        if self.config.poll is None and mounts.sees_other_machines(fs_type):
+            self.config.poll = 1.0
+            self.polling_reason = (f"the spool is on {fs_type}, where inotify cannot see other machines' "
+                                   f"writes: polling every {self.config.poll:g} s")
+        elif self.config.poll is not None:
+            self.polling_reason = f"polling every {self.config.poll:g} s (--poll)"
+        if self.polling_reason is None:
+            self._start_watcher()
+        else:
+            log.info("%s: %s", self.node_dir.node, self.polling_reason)
+
+    def _start_watcher(self) -> None:
+        try:
+            from .watcher import InboxWatcher
+
+            self._watcher = InboxWatcher(self.node_dir.inbox, self._hint)
+            self._watcher.start()
+        except Exception as error:  # no inotify here (limits, kernel): polling still works
+            self._watcher = None
+            self.config.poll = self.config.poll or 1.0
+            self.polling_reason = f"inotify is not available ({error}): polling every {self.config.poll:g} s"
+            log.warning("%s: %s", self.node_dir.node, self.polling_reason)
+
+    def _recover(self) -> None:
+        recovered = recover(self.node_dir, self.config.max_attempts, self.config.grace)
+        self.held.extend(recovered.to_run)
+        if recovered.to_run or recovered.finished or recovered.gave_up:
+            log.warning("%s: took back work/: %d to run again, %d records finished, %d given up",
+                        self.node_dir.node, len(recovered.to_run), recovered.finished, recovered.gave_up)
+
+    def _install_signal_handlers(self):
+        handlers = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handlers[signum] = signal.signal(signum, self._on_stop_signal)
+        return handlers
+
+    def _on_stop_signal(self, signum, frame) -> None:
+        if self.stopping:
+            self.config.grace = 0.0  # asked twice: do not wait any longer
+        log.info("%s: %s received; stopping", self.node_dir.node, signal.Signals(signum).name)
+        self.request_stop()
+
+    @staticmethod
+    def _restore_signal_handlers(previous) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def reap_tmp(node_dir: NodeDir, max_age: float = TMP_MAX_AGE) -> int:
+    """Remove files in tmp/ older than `max_age`: writers that died mid-delivery."""
+    removed = 0
+    cutoff = time.time() - max_age
+    for entry in os.scandir(node_dir.tmp):
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass
+    if removed:
+        log.info("%s: removed %d stale file(s) from tmp/", node_dir.node, removed)
+    return removed
+
+
+def _event_timeout(payload: dict, default: float) -> float:
+    value = payload.get("_timeout", default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 7 * 86400:
+        raise BadEvent(f"\"_timeout\" must be a number of seconds between 0 and 604800, not {value!r}")
+    return float(value)
+
+
+def _drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

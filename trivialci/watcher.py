@@ -1,0 +1,66 @@
+"""Wake-up hints from inotify, through watchdog.
+
+This is the only module that imports watchdog. The hints only make a node
+react at once; the node's rescan of its inbox is the truth. inotify drops
+events when its queue overflows and a watchdog observer thread dies silently
+when a handler raises, so the handler here never raises and the node checks
+`alive()` on every rescan and restarts a dead watcher.
+"""
+
+import logging
+import os
+from typing import Callable
+
+from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+log = logging.getLogger("trivialci")
+
+
+def _not_a_stop_race(record: logging.LogRecord) -> bool:
+    """watchdog logs an error when it is stopped while reading; that is a normal stop here."""
+    return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_not_a_stop_race)
+WATCHED = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
+
+
+class InboxWatcher:
+    """Calls `hint(name, closed)` for entries that appear in, or are closed in, a directory."""
+
+    def __init__(self, directory, hint: Callable[[str, bool], None]):
+        self.directory = os.path.abspath(directory)
+        self._handler = _HintHandler(self.directory, hint)
+        self._observer = None
+
+    def start(self) -> None:
+        self._observer = Observer()
+        self._observer.daemon = True
+        self._observer.schedule(self._handler, self.directory, recursive=False, event_filter=WATCHED)
+        self._observer.start()
+
+    def alive(self) -> bool:
+        return self._observer is not None and self._observer.is_alive()
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            if self._observer.is_alive():
+                self._observer.join(timeout=5)
+            self._observer = None
+
+
+class _HintHandler(FileSystemEventHandler):
+    def __init__(self, directory: str, hint):
+        self.directory = directory
+        self.hint = hint
+
+    def on_any_event(self, event) -> None:
+        try:
+            path = event.dest_path if isinstance(event, FileMovedEvent) else event.src_path
+            path = os.fsdecode(path)
+            if os.path.dirname(path) == self.directory:
+                self.hint(os.path.basename(path), isinstance(event, FileClosedEvent))
+        except Exception:  # a raising handler would kill the observer thread
+            log.exception("inbox watcher: ignoring a notification it could not handle")
