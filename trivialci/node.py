@@ -154,7 +154,8 @@ class Node:
     # --- one iteration ----------------------------------------------------
 
     def run_once(self, timeout: float | None = None) -> None:
-        """One turn of the loop; an error is logged and the next turn goes on."""
+        """One turn of the loop: wait for something to do, then do it; an error is logged and the loop goes on."""
+        self._wait(self._next_wakeup(timeout))
         try:
             self._collect_exited()
             self._enforce_deadlines()
@@ -166,7 +167,6 @@ class Node:
         except Exception:
             log.exception("%s: error in the node loop; carrying on", self.node_dir.node)
             time.sleep(0.1)  # do not spin on a persistent fault
-        self._wait(self._next_wakeup(timeout))
 
     def _look_at_inbox(self) -> None:
         if self._rescan_due():
