@@ -116,3 +116,26 @@ def no_leaked_threads():
             return
         time.sleep(0.02)
     pytest.fail(f"test leaked threads: {leaked}")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for a parent that never reaps it counts as gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return fields[0] not in ("Z", "X")
+
+
+def outcomes(node_root: Path) -> dict[str, list[str]]:
+    """Where each handled event ended, by its inbox name: {"x.json": ["done"]}; two places is a bug."""
+    ended: dict[str, list[str]] = {}
+    for where in ("done", "failed"):
+        for result in records(node_root, where):
+            ended.setdefault(result["event"], []).append(where)
+    return ended
+
+
+def leftovers(node_root: Path) -> list[str]:
+    """What is still in inbox/ or work/ (a settled node has nothing there)."""
+    return sorted(f"{where}/{p.name}" for where in ("inbox", "work") for p in (node_root / where).glob("*"))

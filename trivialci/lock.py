@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import processes
-from .errors import NodeBusy
+from .errors import NodeBusy, SpoolUnavailable
 
 STALE_AFTER = 60.0
 HOST = socket.gethostname()
@@ -51,11 +51,19 @@ class NodeLock:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except FileExistsError:
             return False
+        try:
+            self._write_holder(fd)
+        except OSError as error:
+            os.unlink(self.path)  # an empty lock would look held by someone for STALE_AFTER seconds
+            raise SpoolUnavailable(f"cannot write the lock {self.path}: {error.strerror or error} "
+                                   "(is the spool's filesystem full or read-only?)") from None
+        return True
+
+    def _write_holder(self, fd: int) -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump({**self.mine, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        return True
 
     def _read_holder(self) -> dict:
         try:

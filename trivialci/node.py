@@ -52,6 +52,7 @@ class NodeConfig:
     poll: float | None = None  # poll every N seconds instead of trusting inotify
     settle: float = 1.0
     rescan: float = 5.0
+    heartbeat: float = HEARTBEAT_SECONDS
     advertise: dict = field(default_factory=dict)  # extra TRIVIALCI_* variables, and heartbeat fields
 
 
@@ -366,10 +367,11 @@ class Node:
             reap_tmp(self.node_dir)
         if self._watcher is not None and not self._watcher.alive():
             log.warning("%s: the inbox watcher died; restarting it (the rescan covered the gap)", self.node_dir.node)
+            self._watcher.stop()  # its emitter thread and inotify descriptor outlive a dead observer thread
             self._start_watcher()
 
     def _beat(self) -> None:
-        self._due["heartbeat"] = time.monotonic() + HEARTBEAT_SECONDS
+        self._due["heartbeat"] = time.monotonic() + self.config.heartbeat
         try:
             self.lock.touch()
             write_heartbeat(self.node_dir, self.describe())

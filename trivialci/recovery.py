@@ -68,9 +68,9 @@ def _finish_lone_results(node_dir: NodeDir, names: list[str], claims: list[Claim
 
 
 def _finish_lone(node_dir: NodeDir, event_id: str, recovered: Recovered) -> None:
-    stamp, _, stem = event_id.partition("-")
+    stamp, separator, stem = event_id[:24], event_id[24:25], event_id[25:]  # the stamp has dashes of its own
     claim = Claim(node_dir, stamp, stem + ".json")
-    if len(stamp) != 24 or not (claim.result_path.exists() or claim.log_path.exists()):
+    if separator != "-" or not stem or not (claim.result_path.exists() or claim.log_path.exists()):
         return
     status = decided_status(claim)
     if status is None:

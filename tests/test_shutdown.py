@@ -1,0 +1,65 @@
+"""SIGTERM: a node lets short scripts finish, stops long ones, and keeps their events for the next start."""
+
+import os
+import signal
+
+import pytest
+from conftest import events_in, leftovers, outcomes, pid_alive, records, run_cli, wait_for, write_script
+
+
+def drop(spool, *names):
+    (spool / "inbox").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (spool / "inbox" / name).write_text('{"n": 1}')
+
+
+def pid_of(pid_file):
+    return wait_for(lambda: pid_file.exists() and int(pid_file.read_text().split()[0]), message=f"{pid_file.name}")
+
+
+# A first attempt that outlives --grace: one that dies on SIGTERM, and one that ignores it.
+LONG_FIRST_ATTEMPTS = {"obeys_sigterm": "", "ignores_sigterm": "trap '' TERM\n"}
+
+
+@pytest.mark.parametrize("trap", list(LONG_FIRST_ATTEMPTS.values()), ids=list(LONG_FIRST_ATTEMPTS))
+def test_sigterm_stops_a_long_script_and_the_next_start_runs_it_again(trap, spool, pipeline, tmp_path, start_node):
+    pid_file = tmp_path / "script.pid"
+    write_script(pipeline, "slow", f'#!/bin/sh\n[ "$TRIVIALCI_ATTEMPT" = 1 ] || exit 0\n{trap}'
+                 f'echo $$ > "{pid_file}.tmp" && mv "{pid_file}.tmp" "{pid_file}"\nexec sleep 60\n', executable=True)
+    drop(spool, "slow.json")
+    node = start_node("hub", "--spool", spool, "--pipeline", pipeline, "--grace", "0.5")
+    script = pid_of(pid_file)
+    try:
+        assert node.stop(signal.SIGTERM, timeout=10) == 0, node.stderr()
+        assert not pid_alive(script), "the node stopped its script before exiting"
+    finally:
+        if pid_alive(script):
+            os.kill(script, signal.SIGKILL)
+
+    assert outcomes(spool) == {} and events_in(spool, "done") == [] and events_in(spool, "failed") == []
+    [kept] = [p.name for p in (spool / "work").glob("*.json.*@hub")]
+    assert kept.endswith("-slow.json.1@hub"), "the event stays in work/ as attempt 1"
+
+    again = run_cli("hub", "--spool", spool, "--pipeline", pipeline, "--drain", "--grace", "0.5")
+    assert again.returncode == 0, again.stderr
+    [result] = records(spool, "done")
+    assert result["event"] == "slow.json" and result["attempt"] == 2 and result["status"] == "done"
+    assert leftovers(spool) == []
+
+
+def test_sigterm_lets_a_short_script_finish_and_claims_nothing_more(spool, pipeline, tmp_path, start_node):
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    write_script(pipeline, "short", f'#!/bin/sh\necho $$ > "{started}"\n'
+                 f'while [ ! -e "{gate}" ]; do sleep 0.02; done\n', executable=True)
+    drop(spool, "short.1.json", "short.2.json")
+    node = start_node("hub", "--spool", spool, "--pipeline", pipeline, "--grace", "30")
+    pid_of(started)
+
+    node.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "SIGTERM received" in node.stderr(), message="the node to take the SIGTERM")
+    gate.touch()  # the script ends well within its grace
+    assert node.proc.wait(10) == 0, node.stderr()
+
+    [result] = records(spool, "done")
+    assert result["event"] == "short.1.json" and result["attempt"] == 1 and result["exit_code"] == 0
+    assert leftovers(spool) == ["inbox/short.2.json"], "a stopping node claims nothing more"
