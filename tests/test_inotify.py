@@ -150,6 +150,21 @@ def test_a_slow_writer_is_read_once_it_is_complete(mode, spool, pipeline, tmp_pa
     assert leftovers(spool) == []
 
 
+def test_with_inotify_a_writer_that_pauses_longer_than_settle_is_still_waited_for(spool, pipeline, tmp_path,
+                                                                                 start_node):
+    """inotify saw the file being made: the node waits for its close-write, not for --settle."""
+    received = tmp_path / "received"
+    write_script(pipeline, "slow", f'#!/bin/sh\ncat >> "{received}"\n', executable=True)
+    hub = start_node("hub", "--spool", spool, "--pipeline", pipeline, "--settle", "0.05", "--grace", "0.5")
+    wait_for(lambda: "handling" in hub.stderr(), message="the hub to start")
+
+    write_slowly(spool / "inbox" / "slow.json", pause=0.4)
+    wait_for(lambda: outcomes(spool), message="the slow event to be handled")
+    assert hub.stop(signal.SIGTERM, timeout=10) == 0, hub.stderr()
+    assert outcomes(spool) == {"slow.json": ["done"]}
+    assert received.read_bytes() == b"".join(CHUNKS)
+
+
 # --- (d) polling alone ------------------------------------------------------------
 
 

@@ -78,7 +78,9 @@ def node_options(function):
                      help="Poll the inbox every SECONDS instead of using inotify "
                           "[default: inotify, or 1 s polling on network and FUSE filesystems]."),
         click.option("--settle", default=1.0, show_default=True, type=click.FloatRange(min=0),
-                     help="Seconds an unfinished-looking file must hold still before it is taken."),
+                     help="Seconds an unfinished-looking file must hold still before it is taken (when polling)."),
+        click.option("--rescan", default=5.0, show_default=True, type=click.FloatRange(min=0.01),
+                     help="With inotify, also rescan the inbox every SECONDS (notifications can be lost)."),
         click.option("--drain", is_flag=True,
                      help="Handle what is in the inbox, then exit (instead of running until SIGTERM)."),
     ]
@@ -153,7 +155,7 @@ def run_node(node_dir, options, advertise: dict) -> None:
     config = NodeConfig(
         pipeline=_pipeline_dir(options["pipeline"]),
         jobs=options["jobs"], timeout=options["timeout"], grace=options["grace"],
-        max_attempts=options["max_attempts"], poll=options["poll"], settle=options["settle"],
+        max_attempts=options["max_attempts"], poll=options["poll"], settle=options["settle"], rescan=options["rescan"],
         advertise=advertise,
     )
     with Node(node_dir, config) as node:
@@ -193,6 +195,9 @@ def _setup_logging() -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    watchdog_log = logging.getLogger("watchdog")  # e.g. "Inotify queue overflowed", in the node's format
+    watchdog_log.addHandler(handler)
+    watchdog_log.setLevel(logging.WARNING)
 
 
 def main() -> None:

@@ -7,7 +7,10 @@ soon as any of these holds:
   - inotify reported its writer closed it (close-write);
   - it already holds one whole JSON object (what emit's rename delivers);
   - its size and mtime held still for `settle` seconds (a writer that never
-    finished: it is claimed and refused with the parse error).
+    finished: it is claimed and refused with the parse error). When inotify saw
+    the file being made, the node waits for its close-write instead, and falls
+    back to this only after LOST_CLOSE_PATIENCE seconds (the notification may
+    have been dropped).
 """
 
 import heapq
@@ -19,12 +22,15 @@ from dataclasses import dataclass
 
 from . import event
 
+LOST_CLOSE_PATIENCE = 60.0
+
 
 @dataclass
 class Sighting:
     size: int
     mtime_ns: int
     since: float  # monotonic time size and mtime were first seen like this
+    notified: bool = False  # inotify saw it: its close-write will come
 
 
 class InboxTracker:
@@ -43,8 +49,8 @@ class InboxTracker:
         for name in present - self._ready_names:
             self.notice(name)
 
-    def notice(self, name: str, closed: bool = False) -> None:
-        """Look at one entry (new, or changed) and queue it once it is complete."""
+    def notice(self, name: str, closed: bool = False, notified: bool = False) -> None:
+        """Look at one entry (new, or changed; `notified` by inotify) and queue it once it is complete."""
         if name in self._ready_names or not event.is_candidate(name):
             return
         try:
@@ -52,7 +58,8 @@ class InboxTracker:
         except FileNotFoundError:
             self.forget(name)
             return
-        if closed or not stat.S_ISREG(info.st_mode) or self._is_settled(name, info) or _holds_object(self.inbox, name):
+        complete = closed or not stat.S_ISREG(info.st_mode) or _holds_object(self.inbox, name)
+        if complete or self._is_settled(name, info, notified):
             self._make_ready(name, info.st_mtime_ns)
 
     def recheck_unsettled(self) -> None:
@@ -81,12 +88,15 @@ class InboxTracker:
     def __len__(self) -> int:
         return len(self._ready_names) + len(self._unsettled)
 
-    def _is_settled(self, name: str, info: os.stat_result) -> bool:
+    def _is_settled(self, name: str, info: os.stat_result, notified: bool) -> bool:
         seen = self._unsettled.get(name)
+        notified = notified or (seen is not None and seen.notified)
         if seen is None or (seen.size, seen.mtime_ns) != (info.st_size, info.st_mtime_ns):
-            self._unsettled[name] = Sighting(info.st_size, info.st_mtime_ns, time.monotonic())
+            self._unsettled[name] = Sighting(info.st_size, info.st_mtime_ns, time.monotonic(), notified)
             return False
-        return time.monotonic() - seen.since >= self.settle
+        seen.notified = notified
+        patience = max(self.settle, LOST_CLOSE_PATIENCE) if notified else self.settle
+        return time.monotonic() - seen.since >= patience
 
     def _make_ready(self, name: str, mtime_ns: int) -> None:
         self._unsettled.pop(name, None)

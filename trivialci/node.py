@@ -26,6 +26,7 @@ from pathlib import Path
 
 from . import mounts, runner
 from .claim import Claim, StampClock, claim, open_claimed
+from .errors import SpoolUnavailable
 from .event import BadEvent
 from .faults import crash_point
 from .heartbeat import HEARTBEAT_SECONDS, remove_heartbeat, write_heartbeat
@@ -82,8 +83,11 @@ class Node:
 
     def open(self) -> "Node":
         """Take the node directory: lock, recover work/, start watching."""
-        self.node_dir.create()
-        self.lock.acquire()
+        try:
+            self._create_and_lock()
+        except BaseException:
+            self._close_descriptors()
+            raise
         try:
             self._choose_watch_mode()
             self._recover()
@@ -93,12 +97,23 @@ class Node:
             raise
         return self
 
+    def _create_and_lock(self) -> None:
+        try:
+            self.node_dir.create()
+            self.lock.acquire()
+        except OSError as error:
+            raise SpoolUnavailable(f"cannot use {self.node_dir.root}: {error.strerror or error} "
+                                   "(does the spool exist, is it writable, is its disk full?)") from None
+
     def close(self) -> None:
         if self._watcher:
             self._watcher.stop()
             self._watcher = None
         remove_heartbeat(self.node_dir)
         self.lock.release()
+        self._close_descriptors()
+
+    def _close_descriptors(self) -> None:
         self._selector.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
@@ -150,6 +165,7 @@ class Node:
             run.signal(signal.SIGKILL)
             run.process.wait()
             self._forget_run(run)
+            os.close(run.log_fd)
         self._record_pending()
 
     # --- one iteration ----------------------------------------------------
@@ -174,7 +190,8 @@ class Node:
             self.tracker.rescan()
             self._due["rescan"] = time.monotonic() + self._rescan_interval()
         while self._hints:
-            self.tracker.notice(*self._hints.popleft())
+            name, closed = self._hints.popleft()
+            self.tracker.notice(name, closed, notified=True)
         if self.tracker.has_unsettled():
             self.tracker.recheck_unsettled()
 
@@ -463,7 +480,11 @@ class Node:
             log.warning("%s: %s", self.node_dir.node, self.polling_reason)
 
     def _recover(self) -> None:
-        recovered = recover(self.node_dir, self.config.max_attempts, self.config.grace)
+        try:
+            recovered = recover(self.node_dir, self.config.max_attempts, self.config.grace)
+        except OSError as error:
+            raise SpoolUnavailable(f"cannot take back {self.node_dir.work}: {error.strerror or error}; "
+                                   "nothing was lost: free space (or fix the spool) and start the node again") from None
         self.held.extend(recovered.to_run)
         if recovered.to_run or recovered.finished or recovered.gave_up:
             log.warning("%s: took back work/: %d to run again, %d records finished, %d given up",

@@ -13,7 +13,7 @@ import os
 from typing import Callable
 
 from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileSystemEventHandler
-from watchdog.observers import Observer
+from watchdog.observers.inotify import InotifyObserver
 
 log = logging.getLogger("trivialci")
 
@@ -47,7 +47,11 @@ WATCHED = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
 
 
 class InboxWatcher:
-    """Calls `hint(name, closed)` for entries that appear in, or are closed in, a directory."""
+    """Calls `hint(name, complete)` for entries that appear in a directory.
+
+    `complete` is True when the entry was closed after writing or renamed in:
+    no writer holds it any more.
+    """
 
     def __init__(self, directory, hint: Callable[[str, bool], None]):
         self.directory = os.path.abspath(directory)
@@ -55,7 +59,9 @@ class InboxWatcher:
         self._observer = None
 
     def start(self) -> None:
-        self._observer = Observer()
+        # Full events: a file renamed in from elsewhere (an atomic delivery) is reported
+        # as a move, so it is known complete; a plain "created" still has a writer.
+        self._observer = InotifyObserver(generate_full_events=True)
         self._observer.daemon = True
         self._observer.schedule(self._handler, self.directory, recursive=False, event_filter=WATCHED)
         self._observer.start()
@@ -81,6 +87,6 @@ class _HintHandler(FileSystemEventHandler):
             path = event.dest_path if isinstance(event, FileMovedEvent) else event.src_path
             path = os.fsdecode(path)
             if os.path.dirname(path) == self.directory:
-                self.hint(os.path.basename(path), isinstance(event, FileClosedEvent))
+                self.hint(os.path.basename(path), not isinstance(event, FileCreatedEvent))
         except Exception:  # a raising handler would kill the observer thread
             log.exception("inbox watcher: ignoring a notification it could not handle")
