@@ -53,3 +53,24 @@ def test_a_node_reaps_tmp_when_it_starts(spool, pipeline):
     with Node(node_dir, NodeConfig(pipeline=Path(pipeline))) as node:
         node.run_once(timeout=0)
     assert not stale.exists()
+
+
+def test_status_counts_a_running_event_from_its_claim_not_from_when_it_was_written(spool, pipeline, tmp_path):
+    from conftest import write_script
+
+    from trivialci.status import node_status
+
+    gate = tmp_path / "gate"
+    write_script(pipeline, "wait", f'#!/bin/sh\nwhile [ ! -e "{gate}" ]; do sleep 0.02; done\n', executable=True)
+    node_dir = hub_dir(spool)
+    node_dir.create()
+    event = node_dir.inbox / "wait.json"
+    event.write_text("{}")
+    an_hour_ago = time.time() - 3600
+    os.utime(event, (an_hour_ago, an_hour_ago))
+    with Node(node_dir, NodeConfig(pipeline=pipeline)) as node:
+        wait_for(lambda: node.run_once(timeout=0.05) or node.runs, message="the script to start")
+        [running] = node_status(node_dir)["running"]
+        assert running["event"] == "wait.json" and 0 <= running["age"] < 60
+        gate.touch()
+        assert node.drain(timeout=20)

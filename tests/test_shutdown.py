@@ -63,3 +63,39 @@ def test_sigterm_lets_a_short_script_finish_and_claims_nothing_more(spool, pipel
     [result] = records(spool, "done")
     assert result["event"] == "short.1.json" and result["attempt"] == 1 and result["exit_code"] == 0
     assert leftovers(spool) == ["inbox/short.2.json"], "a stopping node claims nothing more"
+
+
+def test_a_second_signal_cuts_the_grace_short(spool, pipeline, tmp_path, start_node):
+    pid_file = tmp_path / "script.pid"
+    write_script(pipeline, "slow", f'#!/bin/sh\necho $$ > "{pid_file}.tmp" && mv "{pid_file}.tmp" "{pid_file}"\n'
+                 "exec sleep 120\n", executable=True)
+    drop(spool, "slow.json")
+    node = start_node("hub", "--spool", spool, "--pipeline", pipeline, "--grace", "100")
+    script = pid_of(pid_file)
+    try:
+        node.proc.send_signal(signal.SIGINT)
+        wait_for(lambda: "SIGINT received" in node.stderr(), message="the first signal to be taken")
+        node.proc.send_signal(signal.SIGINT)
+        assert node.proc.wait(timeout=20) == 0, "the second signal did not wait out the 100 s grace"
+        assert not pid_alive(script)
+    finally:
+        if pid_alive(script):
+            os.kill(script, signal.SIGKILL)
+    assert [p.name.endswith("-slow.json.1@hub") for p in (spool / "work").glob("*@hub")] == [True]
+
+
+def test_drain_stops_cleanly_on_sigterm(spool, pipeline, tmp_path, start_node):
+    pid_file = tmp_path / "script.pid"
+    write_script(pipeline, "slow", f'#!/bin/sh\necho $$ > "{pid_file}.tmp" && mv "{pid_file}.tmp" "{pid_file}"\n'
+                 "exec sleep 120\n", executable=True)
+    drop(spool, "slow.json")
+    node = start_node("hub", "--spool", spool, "--pipeline", pipeline, "--drain", "--grace", "0.2")
+    script = pid_of(pid_file)
+    try:
+        assert node.stop(signal.SIGTERM, timeout=10) == 0, node.stderr()
+        assert not pid_alive(script), "the script was stopped with the node"
+    finally:
+        if pid_alive(script):
+            os.kill(script, signal.SIGKILL)
+    assert not (spool / "node.lock").exists() and not (spool / "hub.json").exists()
+    assert len(list((spool / "work").glob("*-slow.json.1@hub"))) == 1

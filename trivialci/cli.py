@@ -26,13 +26,15 @@ log = logging.getLogger("trivialci")
 
 
 class FriendlyGroup(click.Group):
-    """Turns TrivialCiError into one line and its exit status, and a bug into a short note."""
+    """Turns TrivialCiError and a bad argument into one line and its exit status, and a bug into a short note."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except TrivialCiError as error:
             raise _CliError(str(error), error.exit_code) from None
+        except click.UsageError as error:  # click would add its usage lines: keep refusals one line
+            raise _CliError(_usage_line(error), error.exit_code) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as error:
@@ -40,6 +42,11 @@ class FriendlyGroup(click.Group):
                 raise
             raise _CliError(f"unexpected error: {error!r}. This is a bug in TrivialCi; "
                             "run again with TRIVIALCI_DEBUG=1 to see where it happened.", 1) from None
+
+
+def _usage_line(error: click.UsageError) -> str:
+    command = error.ctx.command_path if error.ctx else "trivialci"
+    return f"{error.format_message()} See `{command} --help`."
 
 
 class _CliError(click.ClickException):
@@ -161,10 +168,7 @@ def run_node(node_dir, options, advertise: dict) -> None:
     with Node(node_dir, config) as node:
         log.info("%s: handling %s with scripts from %s (%d at a time)", node_dir.node, node_dir.inbox,
                  config.pipeline, config.jobs)
-        if options["drain"]:
-            node.drain()
-        else:
-            node.serve()
+        node.serve(until_idle=options["drain"])
     log.info("%s: stopped", node_dir.node)
 
 
@@ -187,7 +191,8 @@ def _payload_text(payload: str) -> str:
 
 
 def _default_worker_name() -> str:
-    return "".join(c if c.isalnum() or c in "_-" else "-" for c in socket.gethostname().split(".")[0])[:63] or "worker"
+    host = socket.gethostname().split(".")[0]
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "-" for c in host)[:63].strip("-_") or "worker"
 
 
 def _setup_logging() -> None:

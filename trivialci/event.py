@@ -95,6 +95,8 @@ def decode(body: bytes) -> dict:
         payload = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as error:
         raise BadEvent(f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadEvent("the body is JSON nested too deeply to read") from None
     if not isinstance(payload, dict):
         raise BadEvent(f"the body is JSON but not an object ({{...}}): it is {_json_kind(payload)}")
     return payload

@@ -114,6 +114,8 @@ def _holds_object(directory, name: str) -> bool:
         if os.fstat(fd).st_size > event.MAX_EVENT_BYTES:
             return True  # complete or not, it will be refused
         return isinstance(json.loads(os.read(fd, event.MAX_EVENT_BYTES + 1)), dict)
+    except RecursionError:
+        return True  # nested too deeply to read: complete or not, it will be refused
     except (OSError, ValueError):
         return False
     finally:

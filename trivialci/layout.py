@@ -82,4 +82,4 @@ def worker_names(spool) -> list[str]:
         entries = os.listdir(Path(spool) / "workers")
     except FileNotFoundError:
         return []
-    return sorted(n for n in entries if NODE_NAME.match(n))
+    return sorted(n for n in entries if NODE_NAME.match(n) and n != HUB)

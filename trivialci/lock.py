@@ -80,7 +80,9 @@ class NodeLock:
         if holder.get("host") != HOST:
             return self._age() < STALE_AFTER
         ticks = processes.start_ticks(holder["pid"])
-        return ticks is not None and ticks == holder.get("start_ticks", ticks)
+        if ticks is None:
+            return _pid_exists(holder["pid"])  # no /proc to tell a reused pid: assume it is the holder
+        return ticks == holder.get("start_ticks") or holder.get("start_ticks") is None
 
     def _age(self) -> float:
         try:
@@ -98,7 +100,21 @@ class NodeLock:
             pass
 
 
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _busy_message(node_dir: Path, holder: dict) -> str:
+    if not holder.get("pid"):
+        return (f"{node_dir} has a lock that is empty or unreadable ({node_dir}/node.lock): a node is starting "
+                f"there right now, or one crashed while starting; it is taken over {STALE_AFTER:g} s after its "
+                "last change, or remove it by hand if no node runs there")
     who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
     since = f" since {holder['started']}" if holder.get("started") else ""
     return (f"{node_dir} is already run by {who}{since}: stop that process first, "

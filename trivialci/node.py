@@ -69,6 +69,7 @@ class Node:
         self.unrecorded: deque[Outcome] = deque()  # decided, not yet written down
         self.blocked_reason: str | None = None
         self.stopping = False
+        self._hurry = False
         self.polling_reason: str | None = None
         self.started = time.time()
         self._hints: deque[tuple[str, bool]] = deque()
@@ -124,11 +125,12 @@ class Node:
     def __exit__(self, *exc):
         self.close()
 
-    def serve(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop as `shutdown` says."""
+    def serve(self, until_idle: bool = False) -> None:
+        """Run until SIGTERM or SIGINT (or, `until_idle`, until the inbox is handled), then `shutdown`."""
         previous = self._install_signal_handlers()
+        self._due["rescan"] = 0.0
         try:
-            while not self.stopping:
+            while not self.stopping and (self.busy() or not until_idle):
                 self.run_once()
             self.shutdown()
         finally:
@@ -177,7 +179,7 @@ class Node:
             self._collect_exited()
             self._enforce_deadlines()
             self._record_pending()
-            if not self.stopping and self.blocked_reason is None:
+            if not self.stopping and self._may_claim():
                 self._look_at_inbox()
                 self._start_what_fits()
             self._chores()
@@ -195,22 +197,33 @@ class Node:
         if self.tracker.has_unsettled():
             self.tracker.recheck_unsettled()
 
+    def _may_claim(self) -> bool:
+        """Not while outcomes wait to be written down; while blocked, only to retry now and then."""
+        if self.unrecorded:
+            return False
+        return self.blocked_reason is None or time.monotonic() >= self._due["retry"]
+
     def _start_what_fits(self) -> None:
-        while len(self.runs) < self.config.jobs and self.blocked_reason is None:
+        while len(self.runs) < self.config.jobs and self._may_claim():
             taken = self.held.popleft() if self.held else self._claim_next()
-            if taken is None:
+            if taken is None or not self._start(taken):
                 return
-            self._start(taken)
+            self._unblock()
 
     def _claim_next(self) -> Claim | None:
         while (name := self.tracker.pop_ready()) is not None:
-            taken = claim(self.node_dir, name, self.clock.next())
+            try:
+                taken = claim(self.node_dir, name, self.clock.next())
+            except OSError as error:  # the next rescan finds the entry again
+                self._block(f"cannot claim {name!r}: {error}")
+                return None
             if taken is not None:
                 crash_point("claimed")
                 return taken
         return None
 
-    def _start(self, taken: Claim) -> None:
+    def _start(self, taken: Claim) -> bool:
+        """Run the claim's script, or refuse it; False when it must wait (I/O trouble)."""
         try:
             self._open_and_run(taken)
         except BadEvent as refusal:
@@ -220,6 +233,8 @@ class Node:
         except OSError as error:
             self.held.appendleft(taken)
             self._block(f"cannot start {taken.name}: {error}")
+            return False
+        return True
 
     def _open_and_run(self, taken: Claim) -> None:
         stdin_fd, body, payload = open_claimed(taken)
@@ -238,7 +253,9 @@ class Node:
         env = runner.script_environment(self._script_env, taken, {"TRIVIALCI_PIPELINE": str(self.config.pipeline)})
         try:
             run = runner.start(taken, script, stdin_fd, body, env, log_fd, timeout)
-        except OSError as error:  # the script cannot be executed: its event's fault, not the disk's
+        except OSError as error:
+            if error.errno not in runner.SCRIPT_FAULTS:
+                raise  # fork or memory trouble: the event waits in work/ and is retried
             os.write(log_fd, f"trivialci: cannot run {script}: {error}\n".encode())
             self._sync_log(log_fd)
             raise BadEvent(f"cannot run {script}: {error.strerror or error} (is its #! line right?)") from None
@@ -309,8 +326,9 @@ class Node:
         run.stopped_by_node = self.stopping
 
     def _wait_for_runs(self, seconds: float) -> None:
+        """Let scripts end by themselves for up to `seconds` (cut short by a second stop signal)."""
         deadline = time.monotonic() + seconds
-        while self.runs and time.monotonic() < deadline:
+        while self.runs and time.monotonic() < deadline and not self._hurry:
             self._collect_exited()
             self._enforce_deadlines()
             self._record_pending()
@@ -346,7 +364,7 @@ class Node:
     def _log_handled(self, outcome: Outcome, final: Path) -> None:
         claim = outcome.claim
         where = final.relative_to(self.node_dir.root)
-        log.info("%s %s %s in %.3fs, attempt %d: %s -> %s", self.node_dir.node, claim.original_name or claim.name,
+        log.info("%s %s %s in %.3fs, attempt %d: %s -> %s", self.node_dir.node, _printable(claim.original_name or claim.name),
                  outcome.status.value, outcome.ended - outcome.started, claim.attempt, outcome.reason, where)
 
     def _block(self, reason: str) -> None:
@@ -359,16 +377,8 @@ class Node:
 
     def _unblock(self) -> None:
         if self.blocked_reason is not None and not self.unrecorded:
-            log.warning("%s: recording works again; resuming", self.node_dir.node)
+            log.warning("%s: recording and starting work again; resuming", self.node_dir.node)
             self.blocked_reason = None
-
-    def _retry_held_start(self) -> None:
-        """While blocked by a start that failed, try it again now and then."""
-        if self.blocked_reason is not None and not self.unrecorded and self.held:
-            self.blocked_reason = None
-            self._start(self.held.popleft())
-            if self.blocked_reason is None:
-                log.warning("%s: starting works again; resuming", self.node_dir.node)
 
     # --- chores -----------------------------------------------------------
 
@@ -376,9 +386,6 @@ class Node:
         now = time.monotonic()
         if now >= self._due["heartbeat"]:
             self._beat()
-        if now >= self._due["retry"] and self.blocked_reason is not None:
-            self._due["retry"] = now + RETRY_SECONDS
-            self._retry_held_start()
         if now >= self._due["reap"]:
             self._due["reap"] = now + REAP_EVERY
             reap_tmp(self.node_dir)
@@ -498,7 +505,7 @@ class Node:
 
     def _on_stop_signal(self, signum, frame) -> None:
         if self.stopping:
-            self.config.grace = 0.0  # asked twice: do not wait any longer
+            self._hurry = True  # asked twice: do not wait any longer
         log.info("%s: %s received; stopping", self.node_dir.node, signal.Signals(signum).name)
         self.request_stop()
 
@@ -529,6 +536,11 @@ def _event_timeout(payload: dict, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 7 * 86400:
         raise BadEvent(f"\"_timeout\" must be a number of seconds between 0 and 604800, not {value!r}")
     return float(value)
+
+
+def _printable(name: str) -> str:
+    """A file name for a log line: as it is, or quoted when it holds control or odd characters."""
+    return name if name.isprintable() and " " not in name else repr(name)
 
 
 def _drain_pipe(fd: int) -> None:

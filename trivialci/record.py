@@ -43,6 +43,8 @@ class Outcome:
     signal: int | None = None
     script: str | None = None
     timeout: float | None = None
+    logged: bool | None = None  # whether a .log goes with it; fixed at the first try to record
+
 
     @classmethod
     def refused(cls, claim: Claim, reason: str) -> "Outcome":
@@ -63,7 +65,7 @@ class Outcome:
         claim = self.claim
         return {
             "event": claim.original_name or claim.name,
-            "type": claim.type,
+            "type": claim.type if claim.original_name in ("", claim.name) else None,
             "id": claim.id,
             "node": claim.node_dir.node,
             "attempt": claim.attempt,
@@ -76,13 +78,15 @@ class Outcome:
             "started": iso_time(self.started),
             "ended": iso_time(self.ended),
             "duration": round(self.ended - self.started, 6),
-            "log": claim.record_name(".log") if claim.log_path.exists() else None,
+            "log": claim.record_name(".log") if self.logged else None,
         }
 
 
 def record(outcome: Outcome) -> Path:
     """Decide (write the result), then move the event's files; the event's final path."""
     claim = outcome.claim
+    if outcome.logged is None:
+        outcome.logged = claim.log_path.exists()
     body = (json.dumps(outcome.as_json(), indent=2) + "\n").encode()
     write_atomically(claim.result_path, body, claim.node_dir.tmp, sync_dir=False)
     crash_point("decided")

@@ -9,6 +9,7 @@ group, so that a timeout can stop everything it started.
 """
 
 import base64
+import errno
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from . import processes
 from .claim import Claim
 
 EDITOR_LEFTOVERS = ("~", ".swp", ".swo", ".bak", ".orig", ".rej", ".tmp")
+# exec errors that are the script's own fault (its file or #! line); others (EAGAIN, ENOMEM) pass
+SCRIPT_FAULTS = {errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.ELOOP, errno.EPERM, errno.ETXTBSY}
 
 
 def find_script(pipeline: Path, event_type: str) -> Path | None:

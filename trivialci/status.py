@@ -4,6 +4,7 @@ Counting done/ and failed/ reads only today's folders (UTC): history is never
 rescanned to answer a quick question.
 """
 
+import calendar
 import os
 import time
 
@@ -54,7 +55,7 @@ def _running(node_dir: NodeDir) -> list[dict]:
     for entry in _scan(node_dir.work):
         claim = parse_claimed(node_dir, entry.name)
         if claim:
-            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+            age = time.time() - calendar.timegm(time.strptime(claim.stamp[:17], "%Y-%m-%dT%H%M%S"))
             running.append({"id": claim.id, "event": claim.name, "attempt": claim.attempt, "age": age})
     return running
 

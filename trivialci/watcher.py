@@ -12,7 +12,8 @@ import logging
 import os
 from typing import Callable
 
-from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent, FileMovedEvent,
+                             FileSystemEventHandler, FileSystemMovedEvent)
 from watchdog.observers.inotify import InotifyObserver
 
 log = logging.getLogger("trivialci")
@@ -43,7 +44,7 @@ def _deliver_moves_at_once() -> None:
 
 
 _deliver_moves_at_once()
-WATCHED = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
+WATCHED = [FileCreatedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent]
 
 
 class InboxWatcher:
@@ -84,7 +85,7 @@ class _HintHandler(FileSystemEventHandler):
 
     def on_any_event(self, event) -> None:
         try:
-            path = event.dest_path if isinstance(event, FileMovedEvent) else event.src_path
+            path = event.dest_path if isinstance(event, FileSystemMovedEvent) else event.src_path
             path = os.fsdecode(path)
             if os.path.dirname(path) == self.directory:
                 self.hint(os.path.basename(path), not isinstance(event, FileCreatedEvent))
