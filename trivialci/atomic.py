@@ -6,13 +6,12 @@ raises: it is never retried as if it had succeeded.
 """
 
 import os
-import secrets
 from pathlib import Path
 
 
 def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool = True) -> Path:
     """Write `data` to `path` through `tmp_dir` (same filesystem); return `path`."""
-    staged = Path(tmp_dir) / f".{Path(path).name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    staged = Path(tmp_dir) / f".{Path(path).name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
         write_synced(staged, data)
         os.rename(staged, path)

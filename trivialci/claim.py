@@ -17,11 +17,11 @@ FIFOs, devices and directories are refused without being opened), then
 O_NOFOLLOW|O_NONBLOCK and fstat, within MAX_EVENT_BYTES, one link only.
 """
 
-import hashlib
 import os
 import re
 import stat
 import time
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -102,7 +102,7 @@ def safe_name(name: str) -> str:
         event.type_of(name)
         return name
     except BadEvent:
-        digest = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        digest = f"{zlib.crc32(name.encode('utf-8', 'surrogateescape')):08x}"  # the claim stamp keeps it unique
         return f"badname-{digest}.json"
 
 

@@ -14,7 +14,6 @@ Body:  one JSON object, UTF-8, at most MAX_EVENT_BYTES. What is dropped is what
 import json
 import os
 import re
-import secrets
 import socket
 import time
 
@@ -61,7 +60,7 @@ def unique_name(event_type: str) -> str:
     """A name no other writer will pick, sorting by creation time within a type."""
     now = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-    return f"{check_type(event_type)}.{stamp}.{_HOST}.{os.getpid()}.{secrets.token_hex(3)}.json"
+    return f"{check_type(event_type)}.{stamp}.{_HOST}.{os.getpid()}.{os.urandom(3).hex()}.json"
 
 
 def encode(payload) -> bytes:

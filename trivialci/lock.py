@@ -10,7 +10,6 @@ and has not touched the lock for STALE_AFTER seconds.
 
 import json
 import os
-import secrets
 import socket
 import time
 from pathlib import Path
@@ -92,7 +91,7 @@ class NodeLock:
 
     def _remove_stale(self) -> None:
         """Rename the stale lock aside first: of two processes taking over, one wins."""
-        aside = self.path.with_name(f".{self.path.name}.stale.{secrets.token_hex(4)}")
+        aside = self.path.with_name(f".{self.path.name}.stale.{os.urandom(4).hex()}")
         try:
             os.rename(self.path, aside)
             os.unlink(aside)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from . import mounts, runner
 from .claim import Claim, StampClock, claim, open_claimed
-from .errors import SpoolUnavailable
+from .delivery import emit
+from .errors import SpoolUnavailable, TrivialCiError
 from .event import BadEvent
 from .faults import crash_point
 from .heartbeat import HEARTBEAT_SECONDS, remove_heartbeat, write_heartbeat
@@ -54,6 +55,8 @@ class NodeConfig:
     settle: float = 1.0
     rescan: float = 5.0
     heartbeat: float = HEARTBEAT_SECONDS
+    announce: str | None = None  # an event type dropped into its own inbox at start (if it has a script)
+    tick: float | None = None  # drop a `tick` event into its own inbox every N seconds (if it has a script)
     advertise: dict = field(default_factory=dict)  # extra TRIVIALCI_* variables, and heartbeat fields
 
 
@@ -77,7 +80,8 @@ class Node:
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, selectors.EVENT_READ)
         self._watcher = None
-        self._due = {"rescan": 0.0, "heartbeat": 0.0, "reap": 0.0, "retry": 0.0}
+        self._due = {"rescan": 0.0, "heartbeat": 0.0, "reap": 0.0, "retry": 0.0, "tick": 0.0}
+        self._pending_tick: Path | None = None
         self._script_env = {**os.environ, **{f"TRIVIALCI_{k.upper()}": str(v) for k, v in config.advertise.items()}}
 
     # --- life cycle -------------------------------------------------------
@@ -93,6 +97,8 @@ class Node:
             self._choose_watch_mode()
             self._recover()
             self._beat()
+            if self.config.announce:
+                self._emit_to_self(self.config.announce, {"node": self.node_dir.node, **self.config.advertise})
         except BaseException:
             self.close()
             raise
@@ -337,7 +343,8 @@ class Node:
     @staticmethod
     def _sync_log(log_fd: int) -> None:
         try:
-            os.fsync(log_fd)
+            if os.fstat(log_fd).st_size:  # an empty log has nothing to make durable
+                os.fsync(log_fd)
         except OSError:
             pass  # the log is the script's output; its record still goes on
         finally:
@@ -386,6 +393,9 @@ class Node:
         now = time.monotonic()
         if now >= self._due["heartbeat"]:
             self._beat()
+        if self.config.tick and now >= self._due["tick"]:
+            self._due["tick"] = now + self.config.tick
+            self._tick()
         if now >= self._due["reap"]:
             self._due["reap"] = now + REAP_EVERY
             reap_tmp(self.node_dir)
@@ -393,6 +403,20 @@ class Node:
             log.warning("%s: the inbox watcher died; restarting it (the rescan covered the gap)", self.node_dir.node)
             self._watcher.stop()  # its emitter thread and inotify descriptor outlive a dead observer thread
             self._start_watcher()
+
+    def _tick(self) -> None:
+        """Time as an event: one `tick` at a time waits in the inbox, never a pile of them."""
+        if self._pending_tick is None or not self._pending_tick.exists():
+            self._pending_tick = self._emit_to_self("tick", {"at": time.time()})
+
+    def _emit_to_self(self, event_type: str, payload: dict) -> Path | None:
+        if runner.find_script(self.config.pipeline, event_type) is None:
+            return None
+        try:
+            return emit(event_type, payload, to=str(self.node_dir.root))
+        except TrivialCiError as error:
+            log.warning("%s: cannot drop %s into its own inbox: %s", self.node_dir.node, event_type, error)
+            return None
 
     def _beat(self) -> None:
         self._due["heartbeat"] = time.monotonic() + self.config.heartbeat
@@ -422,7 +446,7 @@ class Node:
 
     def _next_wakeup(self, timeout: float | None) -> float:
         now = time.monotonic()
-        moments = [self._due["rescan"], self._due["heartbeat"]]
+        moments = [self._due["rescan"], self._due["heartbeat"]] + ([self._due["tick"]] if self.config.tick else [])
         moments += [run.deadline if run.terminated_at is None else run.terminated_at + self.config.grace
                     for run in self.runs.values()]
         if self.blocked_reason is not None:

@@ -101,9 +101,8 @@ def finish(claim: Claim, status: Status) -> Path:
     crash_point("moved")
     for source, suffix in ((claim.log_path, ".log"), (claim.result_path, ".result.json")):
         _move_if_present(source, destination / claim.record_name(suffix))
-    fsync_dir(destination)
-    fsync_dir(claim.node_dir.work)
-    return target
+    fsync_dir(destination)  # work/ is not synced: on a journaling filesystem the renames out of it
+    return target           # persist in order, and recovery finishes any move that did not
 
 
 def decided_status(claim: Claim) -> Status | None:
