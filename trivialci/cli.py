@@ -18,9 +18,17 @@ from . import __version__
 from .delivery import SPOOL_ENV, emit
 from .errors import BadInput, TrivialCiError
 from .event import parse_payload_text
+from .history import format_job_record, format_job_table, job_log, list_jobs, show_job
+from .gitwatcher import GitWatcher
 from .layout import check_node_name, hub_dir, worker_dir
 from .node import Node, NodeConfig
 from .status import format_status, spool_status
+from .store import STORE_ENV, open_store
+from . import git, requests
+from . import up as up_tree
+from .hubstate import HubState
+from .jobs import is_job_id
+from .jobview import format_jobs, jobs_summary
 
 log = logging.getLogger("trivialci")
 
@@ -90,6 +98,15 @@ def node_options(function):
                      help="With inotify, also rescan the inbox every SECONDS (notifications can be lost)."),
         click.option("--drain", is_flag=True,
                      help="Handle what is in the inbox, then exit (instead of running until SIGTERM)."),
+        click.option("--heartbeat", default=5.0, show_default=True, type=click.FloatRange(min=0.05),
+                     help="Seconds between heartbeats (hub.json / worker.json and the lock's mtime)."),
+        click.option("--tick", default=None, type=click.FloatRange(min=0.1),
+                     help="Drop a `tick` event into its own inbox every SECONDS (when the pipeline has a tick script)."),
+        click.option("--store", default=None, envvar="TRIVIALCI_STORE",
+                     help="Artifact store URL for the scripts (file://DIR), as TRIVIALCI_STORE. Env: TRIVIALCI_STORE."),
+        click.option("--workdir", default=None, type=click.Path(file_okay=False),
+                     help="This node's own disk (git mirrors, job checkouts), as TRIVIALCI_WORKDIR "
+                          "[default: ~/.cache/trivialci/NODE]."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -129,7 +146,7 @@ def hub(spool, **options):
 def worker(spool, name, kind, **options):
     """Run a worker: the same loop on SPOOL/workers/NAME/, with worker.json as its heartbeat."""
     check_node_name(name)
-    run_node(worker_dir(spool, name), options, advertise={"kind": kind, "worker": name})
+    run_node(worker_dir(spool, name), options, advertise={"kind": kind, "worker": name}, announce="worker_started")
 
 
 @cli.command("emit")
@@ -157,10 +174,132 @@ def status(spool, as_json):
     click.echo(json.dumps(summary, indent=2) if as_json else format_status(summary))
 
 
-def run_node(node_dir, options, advertise: dict) -> None:
+@cli.command()
+@spool_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def jobs(spool, as_json):
+    """Show the queue, what runs on which worker, and the last results (from the hub's state/)."""
+    summary = jobs_summary(HubState(_existing_spool(spool)))
+    click.echo(json.dumps(summary, indent=2) if as_json else format_jobs(summary))
+
+
+@cli.command()
+@spool_option
+@click.option("--repo", required=True, help="The repository (a path or URL), as the gitwatcher names it.")
+@click.option("--branch", required=True, help="The branch to build (its current head).")
+@click.option("--wait", is_flag=True, help="Wait for the jobs; exit 0 if all PASSED, 1 if not.")
+@click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="With --wait: give up after SECONDS (exit 1).")
+def build(spool, repo, branch, wait, timeout):
+    """Ask the hub to build a branch now, as if it had just been pushed."""
+    request = requests.request_build(spool, git.check_repo(repo), git.check_branch(branch))
+    click.echo(f"requested {request['request']}: {branch} at {request['new'][:12]}")
+    if wait:
+        sys.exit(requests.wait_for_request(spool, request["request"], timeout, click.echo))
+
+
+@cli.command()
+@spool_option
+@click.argument("job")
+def cancel(spool, job):
+    """Cancel a job: dropped if queued, stopped on its worker if running."""
+    if not is_job_id(job):
+        raise BadInput(f"{job!r} is not a job id (YYYYmmddTHHMMSSZ-xxxxxx): see `trivialci jobs`")
+    click.echo(emit("cancel", {"job": job}, to="hub", spool=_existing_spool(spool)))
+
+
+@cli.command()
+@click.option("--repo", required=True, help="The repository to watch and build (a path or URL).")
+@click.option("--spool", default=None, type=click.Path(file_okay=False), help="[default: ~/.local/share/trivialci/spool]")
+@click.option("--store", default=None, help="[default: file://~/.local/share/trivialci/store]")
+@click.option("--workdir", default=None, type=click.Path(file_okay=False), help="[default: ~/.cache/trivialci]")
+@click.option("--pipeline", type=click.Path(file_okay=False), default=None, help="[default: the shipped pipeline]")
+def up(repo, spool, store, workdir, pipeline):
+    """Run the whole CI for one repository here: hub, gitwatcher, workers. Ctrl-C stops it all."""
+    defaults = up_tree.default_paths()
+    spool, store = Path(spool or defaults["spool"]).resolve(), store or defaults["store"]
+    workdir = Path(workdir or defaults["workdir"]).resolve()
+    git.check_repo(repo)
+    click.echo(f"trivialci up: watching {repo}\n  spool     {spool}\n  store     {store}\n  workdir   {workdir}\n"
+               f"  jobs      trivialci jobs --spool {spool}\n"
+               f"  history   trivialci history list --store {store}\nCtrl-C stops everything.", err=True)
+    children = up_tree.start_tree(repo, spool, store, workdir, _pipeline_dir(pipeline))
+    try:
+        status_code = up_tree.wait_for_signal(children)
+    finally:
+        up_tree.stop_tree(children, spool)
+    sys.exit(status_code)
+
+
+def _existing_spool(spool) -> str:
+    if not os.path.isdir(os.path.join(spool, "inbox")):
+        raise BadInput(f"no spool at {spool} (no inbox/): check the path, or start a hub there first")
+    return spool
+
+
+@cli.command()
+@spool_option
+@click.option("--repo", required=True, help="The repository to watch: a path or an https://, ssh://, file:// URL.")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between two listings of its branches.")
+@click.option("--once", is_flag=True, help="Poll once, emit what changed, and exit (instead of running until SIGTERM).")
+def gitwatcher(spool, repo, interval, once):
+    """Poll REPO's branches and emit branch_update / branch_delete to the hub for each change.
+
+    What it saw last is SPOOL/state/gitwatcher/KEY.json; delete it and every
+    branch is new again. Runs until SIGTERM or SIGINT.
+    """
     _setup_logging()
+    GitWatcher(spool, repo, interval).serve(once=once)
+
+@cli.group()
+def history():
+    """Jobs from the artifact store alone (no hub needed): list, show, log."""
+
+
+def store_option(function):
+    return click.option("--store", envvar=STORE_ENV, metavar="URL",
+                        help=f"The artifact store: file:///DIR or a directory. Env: {STORE_ENV}.")(function)
+
+
+@history.command("list")
+@store_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="Show the newest N jobs.")
+@click.option("--branch", default=None, help="Only jobs of this branch.")
+def history_list(store, limit, branch):
+    """The newest jobs, newest first (reads only the records it shows)."""
+    opened = open_store(store)
+    jobs_found = list_jobs(opened, limit, branch)
+    of_branch = f" of branch {branch}" if branch else ""
+    click.echo(format_job_table(jobs_found) if jobs_found else f"no jobs{of_branch} in {opened.url}")
+
+
+@history.command("show")
+@click.argument("job")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the job's job.json as it is stored.")
+def history_show(job, store, as_json):
+    """A job's record: branch, sha, status, times, exit code, files."""
+    record = show_job(open_store(store), job)
+    click.echo(json.dumps(record, indent=2) if as_json else format_job_record(record))
+
+
+@history.command("log")
+@click.argument("job")
+@store_option
+def history_log(job, store):
+    """A job's output (its log.txt), as it was written."""
+    click.echo(job_log(open_store(store), job), nl=False)
+
+
+def run_node(node_dir, options, advertise: dict, announce: str | None = None) -> None:
+    _setup_logging()
+    advertise = {**advertise, "workdir": _workdir(options["workdir"], node_dir.node)}
+    if options["store"]:
+        advertise["store"] = options["store"]
     config = NodeConfig(
-        pipeline=_pipeline_dir(options["pipeline"]),
+        pipeline=_pipeline_dir(options["pipeline"]), announce=announce, tick=options["tick"],
+        heartbeat=options["heartbeat"],
         jobs=options["jobs"], timeout=options["timeout"], grace=options["grace"],
         max_attempts=options["max_attempts"], poll=options["poll"], settle=options["settle"], rescan=options["rescan"],
         advertise=advertise,
@@ -170,6 +309,13 @@ def run_node(node_dir, options, advertise: dict) -> None:
                  config.pipeline, config.jobs)
         node.serve(until_idle=options["drain"])
     log.info("%s: stopped", node_dir.node)
+
+
+def _workdir(given, node: str) -> str:
+    if given:
+        return str(Path(given).resolve())
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "trivialci", node)
 
 
 def _pipeline_dir(given) -> Path:

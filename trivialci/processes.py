@@ -39,7 +39,7 @@ def signal_all(pgid: int | None, event_id: str, node_dir: str, sig: int) -> int:
 
 def anything_left(pgid: int | None, event_id: str, node_dir: str) -> bool:
     """Whether any process of the script's group or with its marks is still alive."""
-    if pgid and _group_alive(pgid):
+    if pgid and group_alive(pgid):
         return True
     return bool(marked_processes(event_id, node_dir))
 
@@ -75,7 +75,8 @@ def _group_of(pid: int):
         return None
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Whether a process group has a member that is not a zombie."""
     try:
         os.killpg(pgid, 0)
         return not _only_zombies(pgid)

@@ -1,0 +1,82 @@
+"""Hub: a branch moved. Queue one job per worker kind its .trivialci/ declares.
+
+Edit the two lists below to choose what is built and what is never cancelled.
+A newer push of a branch supersedes its jobs that are still queued, and
+cancels the running ones, except on protected branches.
+"""
+
+import fnmatch
+import json
+import os
+import sys
+
+from trivialci import TrivialCiError, git, scheduling
+from trivialci.hubstate import HubState
+from trivialci.jobs import RUNNING, JobStatus, new_job_id
+from trivialci.mirror import Mirror
+
+SKIPPED_BRANCHES = ["tmp/*"]  # never built
+PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to the end
+
+
+def main(payload: dict) -> None:
+    repo, branch, sha = git.check_repo(payload["repo"]), git.check_branch(payload["branch"]), payload["new"]
+    git.check_sha(sha)
+    if any(fnmatch.fnmatchcase(branch, pattern) for pattern in SKIPPED_BRANCHES):
+        print(f"skipped: {branch} matches {SKIPPED_BRANCHES}")
+        return
+    state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
+    kinds = declared_kinds(repo, sha)
+    if not kinds:
+        note(state, payload, [], f"nothing to build: {sha[:12]} has no executable files in .trivialci/")
+        return
+    if not any(fnmatch.fnmatchcase(branch, pattern) for pattern in PROTECTED_BRANCHES):
+        supersede(state, repo, branch, sha)
+    queued = []
+    for kind in kinds:
+        job = scheduling.queue_job(state, {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha,
+                                           "kind": kind, "attempt": 1, "params": payload.get("params", {}),
+                                           "request": payload.get("request")})
+        queued.append(job["job"])
+    note(state, payload, queued, f"queued {', '.join(queued)}: {branch} {sha[:12]} for {', '.join(kinds)}")
+    scheduling.dispatch(state)
+    scheduling.boot_workers(state)
+
+
+def note(state: HubState, payload: dict, job_ids: list[str], text: str) -> None:
+    """Say what became of the push, and tell a waiting `trivialci build` (its request id)."""
+    print(text)
+    if payload.get("request"):
+        state.write_request(payload["request"], job_ids, text)
+
+
+def declared_kinds(repo: str, sha: str) -> list[str]:
+    """Executable files in .trivialci/ at that sha, read from the hub's own mirror."""
+    mirror = Mirror(os.environ["TRIVIALCI_WORKDIR"], repo)
+    mirror.update()
+    return [name for name in mirror.list_dir(sha, ".trivialci") if _is_kind_name(name)]
+
+
+def _is_kind_name(name: str) -> bool:
+    return name[:1].isalnum() and all(c.isalnum() or c in "_-" for c in name)
+
+
+def supersede(state: HubState, repo: str, branch: str, sha: str) -> None:
+    for job_id in state.branch_jobs(repo, branch):
+        job = state.job(job_id)
+        if not job or job["sha"] == sha:
+            continue
+        if job["status"] == JobStatus.QUEUED:
+            scheduling.record_status(state, {"job": job_id, "status": JobStatus.SUPERSEDED, "attempt": job["attempt"],
+                                             "reason": f"a newer push of {branch}: {sha[:12]}"})
+            print(f"superseded {job_id} (queued)")
+        elif JobStatus(job["status"]) in RUNNING and job.get("worker"):
+            scheduling.cancel_running(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
+            print(f"superseding {job_id} (running on {job['worker']})")
+
+
+if __name__ == "__main__":
+    try:
+        main(json.load(sys.stdin))
+    except TrivialCiError as refusal:  # e.g. a hostile branch name: the reason goes to this event's log
+        sys.exit(f"refused: {refusal}")

@@ -1,0 +1,21 @@
+"""Hub: `trivialci cancel JOB`. A queued job is dropped; a running one is stopped on its worker."""
+
+import json
+import os
+import sys
+
+from trivialci import scheduling
+from trivialci.hubstate import HubState
+from trivialci.jobs import RUNNING, JobStatus
+
+payload = json.load(sys.stdin)
+state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
+job = state.job(payload["job"])
+if job is None:
+    sys.exit(f"no job {payload['job']!r} in this hub's state")
+if job["status"] == JobStatus.QUEUED:
+    scheduling.record_status(state, {"job": job["job"], "status": JobStatus.CANCELLED, "attempt": job["attempt"],
+                                     "reason": "cancelled by request"})
+elif JobStatus(job["status"]) in RUNNING:
+    scheduling.cancel_running(state, job, JobStatus.CANCELLED, "cancelled by request")
+print(f"{job['job']} was {job['status']}: cancelling")

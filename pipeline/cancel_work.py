@@ -1,0 +1,12 @@
+"""Worker: stop a running job (cancelled, or superseded by a newer push)."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from trivialci import jobrun
+
+payload = json.load(sys.stdin)
+stopped = jobrun.stop(Path(os.environ["TRIVIALCI_WORKDIR"]), payload["job"], payload["status"], payload["reason"])
+print(f"{payload['job']}: {'stopping' if stopped else 'not running here'} ({payload['reason']})")

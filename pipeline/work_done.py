@@ -1,0 +1,12 @@
+"""Hub: a worker finished a job (its final status came as work_status). Dispatch what waits."""
+
+import json
+import os
+import sys
+
+from trivialci import scheduling
+from trivialci.hubstate import HubState
+
+payload = json.load(sys.stdin)
+print(f"{payload['worker']} finished {payload['job']}: {payload['status']}")
+scheduling.dispatch(HubState.open(os.environ["TRIVIALCI_SPOOL"]))

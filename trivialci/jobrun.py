@@ -1,0 +1,208 @@
+"""One job on a worker, from checkout to record.
+
+On the worker's own disk (WORKDIR, never the spool):
+    WORKDIR/mirrors/                 the git mirrors (see mirror.py)
+    WORKDIR/jobs/JOB/                the job's worktree, removed when it ends
+    WORKDIR/jobs/JOB.pid             the build's process group, while it runs
+    WORKDIR/jobs/JOB.cancel          {status, reason}: a request to stop it
+    WORKDIR/artifacts/JOB/           $TRIVIALCI_ARTIFACTS: uploaded as files/, then removed
+    WORKDIR/logs/JOB.log             the build's output, live; uploaded as log.txt
+
+The build runs `.trivialci/KIND` from the worktree, in its own process group,
+with TRIVIALCI_JOB, _BRANCH, _SHA, _KIND, _REPO, _ATTEMPT, _ARTIFACTS and each
+parameter as TRIVIALCI_PARAM_NAME. Its record goes to the store as
+jobs/JOB/job.json after log.txt and files/, so a job.json never points at
+files that are not there yet.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from . import processes
+from .delivery import emit
+from .hubstate import HubState
+from .jobs import RUNNING, JobStatus, iso_now, seconds_between
+from .mirror import Mirror
+from .store import open_store
+
+GRACE = 5.0
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+
+
+class JobRun:
+    def __init__(self, package: dict, worker: str, workdir: Path, spool, store_url: str | None):
+        self.package, self.worker, self.workdir, self.spool = package, worker, Path(workdir), spool
+        self.store_url = store_url
+        self.id = package["job"]
+        self.worktree = self.workdir / "jobs" / self.id
+        self.artifacts = self.workdir / "artifacts" / self.id
+        self.log_path = self.workdir / "logs" / f"{self.id}.log"
+        self.record: dict = {}
+
+    def is_stale(self) -> bool:
+        """Whether the hub moved on (a later attempt, a final status, another worker)."""
+        job = HubState(self.spool).job(self.id)
+        return bool(job) and (job.get("attempt") != self.package["attempt"] or job.get("worker") != self.worker
+                              or JobStatus(job["status"]) not in RUNNING)
+
+    def run(self) -> dict:
+        """Check out, build, upload, report; the job's record."""
+        started = iso_now()
+        try:
+            self._check_out()
+            self._report(JobStatus.BUILDING, started=started)
+            exit_code, status, reason = self._build()
+            if self.is_stale():
+                self.record = {"status": "stale", "reason": "the hub gave this job to another attempt meanwhile"}
+                self._clean_up()
+                return self.record
+        except Exception as error:  # a fetch or checkout that failed is this job's failure, not the worker's
+            self._note(f"trivialci: {error}")
+            exit_code, status, reason = None, JobStatus.FAILED, f"could not check out: {error}"
+        self.record = self._make_record(started, exit_code, status, reason)
+        self._upload()
+        self._report(status, ended=self.record["ended"], exit_code=exit_code, reason=reason)
+        emit("work_done", {"job": self.id, "worker": self.worker, "status": status.value}, to="hub", spool=self.spool)
+        self._clean_up()
+        return self.record
+
+    def _check_out(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        mirror = Mirror(self.workdir, self.package["repo"])
+        mirror.update()
+        mirror.prune()
+        if self.worktree.exists():
+            mirror.remove_worktree(self.worktree)
+        self.worktree.parent.mkdir(parents=True, exist_ok=True)
+        mirror.add_worktree(self.package["sha"], self.worktree)
+        shutil.rmtree(self.artifacts, ignore_errors=True)
+        self.artifacts.mkdir(parents=True)
+
+    def _build(self) -> tuple[int | None, JobStatus, str]:
+        script = self.worktree / ".trivialci" / self.package["kind"]
+        if not script.is_file() or not os.access(script, os.X_OK):
+            return None, JobStatus.FAILED, f".trivialci/{self.package['kind']} is missing or not executable"
+        with open(self.log_path, "ab") as log:
+            build = subprocess.Popen([str(script)], cwd=self.worktree, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, env=self._environment(), start_new_session=True)
+        self._pid_file().write_text(str(build.pid))
+        exit_code, timed_out = _wait(build, float(self.package.get("timeout", 3600)))
+        return exit_code, *self._judge(exit_code, timed_out)
+
+    def _judge(self, exit_code: int, timed_out: bool) -> tuple[JobStatus, str]:
+        request = _read_json(self._cancel_file())
+        if request:
+            return JobStatus(request["status"]), request["reason"]
+        if timed_out:
+            return JobStatus.FAILED, f"timed out after {self.package.get('timeout'):g} s"
+        if exit_code == 0:
+            return JobStatus.PASSED, "exit status 0"
+        return JobStatus.FAILED, f"exit status {exit_code}" if exit_code > 0 else f"killed by signal {-exit_code}"
+
+    def _environment(self) -> dict:
+        package = self.package
+        env = {**os.environ, "TRIVIALCI_JOB": self.id, "TRIVIALCI_BRANCH": package["branch"],
+               "TRIVIALCI_SHA": package["sha"], "TRIVIALCI_KIND": package["kind"], "TRIVIALCI_REPO": package["repo"],
+               "TRIVIALCI_ATTEMPT": str(package["attempt"]), "TRIVIALCI_ARTIFACTS": str(self.artifacts)}
+        for name, value in (package.get("params") or {}).items():
+            if PARAM_NAME.match(name) and isinstance(value, (str, int, float, bool)):
+                env[f"TRIVIALCI_PARAM_{name.upper()}"] = str(value)
+        return env
+
+    def _make_record(self, started: str, exit_code, status: JobStatus, reason: str) -> dict:
+        package, ended = self.package, iso_now()
+        return {"job": self.id, "repo": package["repo"], "branch": package["branch"], "sha": package["sha"],
+                "kind": package["kind"], "status": status.value, "worker": self.worker,
+                "attempt": package["attempt"], "queued": package.get("queued"), "started": started, "ended": ended,
+                "queue_wait": seconds_between(package.get("queued"), started),
+                "run_time": seconds_between(started, ended), "exit_code": exit_code, "reason": reason, "files": []}
+
+    def _upload(self) -> None:
+        if not self.store_url:
+            return
+        store = open_store(self.store_url)
+        prefix = f"jobs/{self.id}"
+        if self.log_path.exists():
+            store.put_file(f"{prefix}/log.txt", self.log_path)
+        if self.artifacts.is_dir():
+            self.record["files"] = [key[len(prefix) + len("/files/"):] for key in
+                                    store.put_tree(f"{prefix}/files", self.artifacts)]
+        store.put_bytes(f"{prefix}/job.json", (json.dumps(self.record, indent=2) + "\n").encode())
+
+    def _report(self, status: JobStatus, **fields) -> None:
+        update = {"job": self.id, "status": status.value, "attempt": self.package["attempt"], "worker": self.worker}
+        emit("work_status", {**update, **fields}, to="hub", spool=self.spool)
+
+    def _note(self, line: str) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as log:
+            log.write(line.rstrip() + "\n")
+
+    def _clean_up(self) -> None:
+        try:
+            Mirror(self.workdir, self.package["repo"]).remove_worktree(self.worktree)
+        except Exception as error:
+            print(f"could not remove the worktree {self.worktree}: {error} (pruned at the next job)")
+        shutil.rmtree(self.artifacts, ignore_errors=True)
+        for leftover in (self._pid_file(), self._cancel_file()):
+            _unlink(leftover)
+
+    def _pid_file(self) -> Path:
+        return self.workdir / "jobs" / f"{self.id}.pid"
+
+    def _cancel_file(self) -> Path:
+        return self.workdir / "jobs" / f"{self.id}.cancel"
+
+
+def stop(workdir: Path, job: str, status: str, reason: str) -> bool:
+    """Ask a running build to stop: note why, then TERM its group (KILL after GRACE)."""
+    pid_file = Path(workdir) / "jobs" / f"{job}.pid"
+    if not pid_file.exists():
+        return False
+    (Path(workdir) / "jobs" / f"{job}.cancel").write_text(json.dumps({"status": status, "reason": reason}))
+    pgid = int(pid_file.read_text())
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE
+    while processes.group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a foreign process group: there is no descriptor to wait on
+    _signal_group(pgid, signal.SIGKILL)
+    return True
+
+
+def _wait(build: subprocess.Popen, timeout: float) -> tuple[int, bool]:
+    try:
+        return build.wait(timeout), False
+    except subprocess.TimeoutExpired:
+        _signal_group(build.pid, signal.SIGTERM)
+        try:
+            return build.wait(GRACE), True
+        except subprocess.TimeoutExpired:
+            _signal_group(build.pid, signal.SIGKILL)
+            return build.wait(), True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

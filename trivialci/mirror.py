@@ -1,0 +1,156 @@
+"""A worker's git mirror: the whole repository, fetched once, on the worker's own disk.
+
+A job never clones. The worker keeps one bare mirror per repository
+(`git clone --mirror`, then `git fetch --prune origin` before each job) and
+makes the job's checkout with `git worktree add --detach DEST SHA`: only the
+files of that commit are written, the history is already there.
+
+On-disk layout under WORKDIR (the worker's --workdir: its local disk, never
+the spool):
+
+    WORKDIR/
+      mirrors/
+        KEY.git/          the bare mirror of REPO; KEY = sha1(REPO)[:16]
+                          (`git -C KEY.git config remote.origin.url` prints REPO)
+        KEY.lock          flock(2) on it serialises updates of that mirror
+        KEY.git.new/      a first clone under way (a leftover of a crash is
+                          removed by the next update)
+      jobs/JOB/...        job worktrees: not made here, the caller names them
+                          (e.g. WORKDIR/jobs/JOB/src); their git metadata is
+                          in KEY.git/worktrees/
+
+A worktree is detached at the exact commit of the job. Updates hold the lock
+exclusively; adding and removing worktrees hold it shared (so no fetch runs
+under a checkout; git guards concurrent worktree changes itself); reading a
+file or a directory at a commit needs no checkout and no lock (objects never
+change). After a crash, `prune()` forgets worktrees whose directory is gone.
+"""
+
+import fcntl
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import BadInput
+from .git import GitError, check_sha, repo_key, resolve_repo, run_git, run_git_bytes
+
+NO_HOOKS = ["-c", "core.hooksPath=/dev/null"]  # a checkout for a job runs none of the mirror's hooks
+
+
+class Mirror:
+    """The mirror of `repo` under `workdir`/mirrors/; nothing is touched on disk until it is used."""
+
+    def __init__(self, workdir, repo: str, timeout: float = 3600):
+        self.workdir = Path(os.path.abspath(workdir))
+        self.repo = resolve_repo(repo)
+        self.timeout = timeout
+        key = repo_key(self.repo)
+        self.path = self.workdir / "mirrors" / f"{key}.git"
+        self.lock_path = self.workdir / "mirrors" / f"{key}.lock"
+
+    def update(self) -> None:
+        """Bring the mirror up to date with the repository: clone it the first time, then fetch --prune."""
+        with self._locked(fcntl.LOCK_EX):
+            if self.path.is_dir():
+                run_git(["fetch", "--prune", "--quiet", "--end-of-options", "origin"], self.path, self.timeout)
+            else:
+                self._clone()
+
+    def _clone(self) -> None:
+        """Clone beside the mirror, then rename: a crash never leaves a half mirror that looks whole."""
+        staging = self.path.with_name(self.path.name + ".new")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            run_git(["clone", "--mirror", "--quiet", "--end-of-options", self.repo, str(staging)], "/", self.timeout)
+            os.rename(staging, self.path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def has_commit(self, sha: str) -> bool:
+        """Whether the mirror holds commit `sha` (False if there is no mirror yet)."""
+        if not self.path.is_dir():
+            return False
+        try:
+            run_git(["cat-file", "-e", "--end-of-options", f"{check_sha(sha)}^{{commit}}"], self.path, 60)
+        except GitError:
+            return False
+        return True
+
+    def read_file(self, sha: str, path: str) -> bytes | None:
+        """The content of file `path` at commit `sha`, or None if the commit has no such file."""
+        spec = f"{self._ensure_commit(sha)}:{tree_path(path)}"
+        try:
+            return run_git_bytes(["cat-file", "blob", "--end-of-options", spec], self.path, self.timeout)
+        except GitError:
+            return None
+
+    def list_dir(self, sha: str, path: str = "") -> list[str]:
+        """The names in directory `path` at commit `sha`, sorted; [] if it is not a directory there."""
+        spec = f"{self._ensure_commit(sha)}:{tree_path(path)}"
+        try:
+            listing = run_git(["ls-tree", "--name-only", "-z", "--end-of-options", spec], self.path, self.timeout)
+        except GitError:
+            return []
+        return sorted(name for name in listing.split("\0") if name)
+
+    def add_worktree(self, sha: str, dest) -> Path:
+        """Check out commit `sha` (detached) into the new directory `dest`; fetch first if the mirror lacks it."""
+        sha = self._ensure_commit(sha)
+        dest = Path(os.path.abspath(dest))
+        with self._locked(fcntl.LOCK_SH):
+            run_git([*NO_HOOKS, "worktree", "add", "--detach", "--quiet", "--end-of-options", str(dest), sha],
+                    self.path, self.timeout)
+        return dest
+
+    def remove_worktree(self, dest) -> None:
+        """Remove a job's worktree, changes and all; a directory already gone is only forgotten."""
+        dest = Path(os.path.abspath(dest))
+        with self._locked(fcntl.LOCK_SH):
+            try:
+                run_git(["worktree", "remove", "--force", "--force", "--end-of-options", str(dest)], self.path, self.timeout)
+            except GitError:
+                if os.path.lexists(dest):
+                    raise
+        self.prune()
+
+    def prune(self) -> None:
+        """Forget worktrees whose directory is gone (left by a crash, or removed by hand)."""
+        if not self.path.is_dir():
+            return
+        with self._locked(fcntl.LOCK_EX):
+            run_git(["worktree", "prune"], self.path, self.timeout)
+
+    def _ensure_commit(self, sha: str) -> str:
+        """`sha`, checked, once the mirror holds it: fetched if it is not there yet."""
+        sha = check_sha(sha)
+        if not self.has_commit(sha):
+            self.update()
+        if not self.has_commit(sha):
+            raise BadInput(f"commit {sha} is not in {self.repo}, even after a fetch: "
+                           "was the branch force-pushed and the commit deleted?")
+        return sha
+
+    @contextmanager
+    def _locked(self, operation: int):
+        """Hold the mirror's lock file (flock: released by the kernel if this process dies)."""
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise GitError(f"cannot use the mirror's lock {self.lock_path}: {error.strerror or error} "
+                           "(is --workdir writable, is its disk full?)") from None
+        try:
+            fcntl.flock(fd, operation)
+            yield
+        finally:
+            os.close(fd)
+
+
+def tree_path(path: str) -> str:
+    """A path inside a commit, relative ('' for the top); BadInput for '..', '.' or NUL in it."""
+    parts = [part for part in str(path).split("/") if part]
+    if any(part in (".", "..") for part in parts) or "\0" in str(path):
+        raise BadInput(f"bad path {path!r} in a repository: use a relative path without '.', '..' or NUL")
+    return "/".join(parts)

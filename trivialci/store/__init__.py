@@ -1,0 +1,210 @@
+"""The artifact store: the durable history of jobs, readable without the hub.
+
+A store maps keys to bytes. Jobs write, and `trivialci history` reads:
+
+    jobs/JOB/job.json       the job's record (branch, sha, kind, worker, status, times, exit code)
+    jobs/JOB/log.txt        the job's output
+    jobs/JOB/files/...      its artifacts, under the names they had in $TRIVIALCI_ARTIFACTS
+
+A store is opened from a URL: `file:///ABSOLUTE/DIR` or a plain directory path
+(the directory backend, store/directory.py); `s3://BUCKET/PREFIX` is reserved
+for the S3 backend (store/s3.py, the only module that may import boto3).
+
+Keys are relative, '/'-separated paths of UTF-8 text, at most 1024 bytes, with
+segments of at most 255 bytes. They have no empty, '.' or '..' segment, no
+leading or trailing '/', no control character (NUL, newline, ESC, ...), and
+their first segment does not start with '.' (names such as `.tmp` belong to the
+backend). A key that breaks a rule is refused with BadInput before anything is
+read or written. A prefix is '' (the whole store) or a key, with or without a
+trailing '/'; it names a directory: "jobs/a" covers jobs/a/x, never jobs/ab/x.
+
+Guarantees every backend keeps (tests/test_store.py checks them all):
+- a reader of a key sees a whole value, the old one or the new one, never a part;
+- put_* replaces what was under the key; a failed put leaves the old value;
+- list_children and list_keys are sorted (by code point, which is UTF-8 byte order);
+- list_children lists one level and reads no values, so listing 10,000 jobs is cheap;
+- a missing key raises StoreMissing (exit status 2), naming the key and the store.
+"""
+
+import os
+import re
+import stat
+import unicodedata
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..errors import BadInput, TrivialCiError
+
+STORE_ENV = "TRIVIALCI_STORE"
+MAX_KEY_BYTES = 1024  # S3's limit, so that a key works on every backend
+MAX_SEGMENT_BYTES = 255  # a file name's limit on common filesystems
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class StoreMissing(TrivialCiError):
+    """A key is not in the store, or the store itself is not there."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key  # None when the whole store is missing
+
+    @classmethod
+    def for_key(cls, key: str, url: str) -> "StoreMissing":
+        return cls(f"no {key} in the artifact store {url}: nothing was stored under that key; "
+                   f"check the key, and that --store (or ${STORE_ENV}) names the store the jobs write to", key)
+
+
+class StoreUnavailable(TrivialCiError):
+    """The store could not be read or written (permissions, full disk, a link or device in the way)."""
+
+    exit_code = 4
+
+
+class ArtifactStore:
+    """Where jobs keep what outlives them. A backend implements the methods that raise NotImplementedError.
+
+    The contract is the module docstring; tests/test_store.py runs one suite against every backend.
+    """
+
+    url: str
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store `data` under `key`, replacing what was there; readers see the old or the new value, whole."""
+        raise NotImplementedError
+
+    def put_file(self, key: str, path) -> None:
+        """Store the contents of the file at `path` under `key` (streamed: artifacts can be large)."""
+        raise NotImplementedError
+
+    def get_bytes(self, key: str) -> bytes:
+        """The value under `key`; StoreMissing when there is none."""
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def list_children(self, prefix: str) -> list[str]:
+        """Sorted names one level below `prefix` ("jobs/" -> job ids), without reading any value."""
+        raise NotImplementedError
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix` (whole keys, not names), sorted."""
+        raise NotImplementedError
+
+    def put_tree(self, prefix: str, directory) -> list[str]:
+        """Store each regular file under `directory` as PREFIX/RELATIVE/PATH; return the keys, sorted.
+
+        Symlinks are neither followed nor stored: a link left in a build's output must not
+        upload what it points to (a home directory, a key). Every key is checked before the
+        first file is stored, so a refused name (BadInput) leaves the store as it was.
+        """
+        prefix = check_prefix(prefix)
+        files = {check_key(prefix + name): path for name, path in regular_files(directory)}
+        for key in sorted(files):
+            self.put_file(key, files[key])
+        return sorted(files)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+def open_store(url) -> ArtifactStore:
+    """The store at `url`: file:///ABSOLUTE/DIR or a directory path; s3:// is not available yet."""
+    if not url:
+        raise BadInput(f"no artifact store given: pass --store file:///DIR (or a directory), or set ${STORE_ENV}")
+    url = os.fspath(url)
+    if url.startswith("s3://"):
+        raise BadInput("S3 stores are not available yet: use file://DIR")
+    if url.startswith("file:"):
+        return DirectoryStore(_file_url_path(url))
+    if _URL_SCHEME.match(url):
+        raise BadInput(f"unknown artifact store URL {url!r}: use file:///ABSOLUTE/DIR or a directory path")
+    return DirectoryStore(url)
+
+
+def _file_url_path(url: str) -> str:
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if parts.netloc not in ("", "localhost") or not path.startswith("/"):
+        raise BadInput(f"{url!r} is not a file URL of an absolute directory: write file:///ABSOLUTE/DIR "
+                       "(three slashes), or give the directory as a plain path (relative paths are fine there)")
+    if parts.query or parts.fragment:
+        raise BadInput(f"{url!r} has a '?' or '#' part: write them as %3F and %23 in a file URL, or give a plain path")
+    return path
+
+
+def check_key(key: str) -> str:
+    """`key` if it follows the key rules (module docstring); BadInput that names the broken rule otherwise."""
+    problem = key_problem(key)
+    if problem:
+        raise BadInput(f"bad artifact store key {key!r}: {problem} (keys look like jobs/JOB/log.txt)")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """'' or the key `prefix` names, with one trailing '/' (BadInput as check_key)."""
+    if prefix == "":
+        return ""
+    return check_key(prefix[:-1] if isinstance(prefix, str) and prefix.endswith("/") else prefix) + "/"
+
+
+def is_key(text: str) -> bool:
+    return key_problem(text) is None
+
+
+def key_problem(key) -> str | None:
+    """Which key rule `key` breaks, in words, or None."""
+    if not isinstance(key, str) or not key:
+        return "it is empty" if key in ("", None) else "it is not a string"
+    if key.startswith("/"):
+        return "it must be relative (no leading '/')"
+    if any(unicodedata.category(c) == "Cc" for c in key):
+        return "it holds a control character (NUL, newline, ESC, ...)"
+    return _encoding_problem(key) or _segment_problem(key.split("/"))
+
+
+def _encoding_problem(key: str) -> str | None:
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it is not valid UTF-8"
+    return f"it is longer than {MAX_KEY_BYTES} bytes" if size > MAX_KEY_BYTES else None
+
+
+def _segment_problem(segments: list[str]) -> str | None:
+    if "" in segments:
+        return "it has an empty segment ('//', or a '/' at the end)"
+    if "." in segments or ".." in segments:
+        return "'.' and '..' segments are not allowed"
+    if segments[0].startswith("."):
+        return "its first segment starts with '.' (such names belong to the store itself)"
+    if any(len(segment.encode()) > MAX_SEGMENT_BYTES for segment in segments):
+        return f"a segment is longer than {MAX_SEGMENT_BYTES} bytes"
+    return None
+
+
+def regular_files(directory) -> list[tuple[str, Path]]:
+    """(relative '/'-separated name, path) of every regular file under `directory`, links not followed."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise BadInput(f"no directory at {directory} to store")
+    found = []
+    for parent, _, names in os.walk(root, onerror=_unreadable):
+        for name in names:
+            path = Path(parent, name)
+            if stat.S_ISREG(path.lstat().st_mode):
+                found.append((path.relative_to(root).as_posix(), path))
+    return found
+
+
+def _unreadable(error: OSError):
+    raise BadInput(f"cannot read {error.filename} to store it: {error.strerror}")
+
+
+# The backends subclass ArtifactStore, so they are imported once it exists.
+from .directory import DirectoryStore  # noqa: E402
+
+__all__ = ["ArtifactStore", "DirectoryStore", "StoreMissing", "StoreUnavailable", "STORE_ENV", "open_store",
+           "check_key", "check_prefix", "is_key"]

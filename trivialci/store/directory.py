@@ -1,0 +1,238 @@
+"""The directory backend: one file per key under DIR (a local directory or a shared mount).
+
+    DIR/jobs/JOB/job.json     the value of the key jobs/JOB/job.json
+    DIR/.tmp/                 puts are staged here (same filesystem), then renamed to their key
+
+A put writes DIR/.tmp/.PID.HEX12.tmp, fsyncs it, renames it onto the key's path
+and fsyncs that directory: a reader sees the old file or the new one, whole, and
+a staged file never appears under a key. DIR and the key's directories are made
+as `mkdir -p` would, at the first put. A file left in .tmp/ is a put that crashed;
+nothing reads it, and it may be removed once it is a day old.
+
+Paths are walked one directory at a time from DIR, with O_NOFOLLOW relative to
+open directory descriptors, so no key reaches outside DIR, whatever links were
+placed inside it: a link on the path to a key is refused (StoreUnavailable), a
+link at a key is no key to readers and is replaced (not followed) by a put. DIR
+itself may be a link. Only regular files are keys. Listing one level is one
+readdir, with no stat or read of what it lists.
+"""
+
+import errno
+import os
+import secrets
+import shutil
+import stat
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import BadInput
+from . import STORE_ENV, ArtifactStore, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
+
+STAGING = ".tmp"
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NO_DIRECTORY_HERE = (FileNotFoundError, NotADirectoryError)
+# Some filesystems (some FUSE mounts) cannot fsync a directory; the rename still stands.
+_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+class DirectoryStore(ArtifactStore):
+    """The artifact store in a directory: `ls` and `cat` read it."""
+
+    def __init__(self, directory):
+        self.root = Path(os.path.abspath(directory))
+        self.url = self.root.as_uri()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._put(check_key(key), lambda out: out.write(data))
+
+    def put_file(self, key: str, path) -> None:
+        check_key(key)
+        try:
+            source = open(path, "rb")
+        except OSError as error:
+            raise BadInput(f"cannot read {path} to store it as {key}: {error.strerror}") from None
+        with source:
+            self._put(key, lambda out: shutil.copyfileobj(source, out, 1 << 20))
+
+    def get_bytes(self, key: str) -> bytes:
+        parts = check_key(key).split("/")
+        with self._errors(key, "read"), self._directory(parts[:-1]) as parent:
+            with open(self._open_regular(key, parent, parts[-1]), "rb") as file:
+                return file.read()
+
+    def exists(self, key: str) -> bool:
+        parts = check_key(key).split("/")
+        try:
+            with self._directory(parts[:-1]) as parent:
+                return stat.S_ISREG(os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode)
+        except _NO_DIRECTORY_HERE:
+            return False
+        except OSError as error:
+            raise self._unavailable(key, "read", error) from None
+
+    def list_children(self, prefix: str) -> list[str]:
+        prefix = check_prefix(prefix)
+        return sorted(name for name in self._listing(prefix, os.listdir) if is_key(prefix + name))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        prefix = check_prefix(prefix)
+        return sorted(self._listing(prefix, lambda directory: list(_keys_below(directory, prefix))))
+
+    def _listing(self, prefix: str, read) -> list[str]:
+        """read(descriptor of the prefix's directory), or [] when nothing was ever stored under it."""
+        try:
+            with self._directory(prefix.split("/")[:-1]) as directory:
+                return read(directory)
+        except _NO_DIRECTORY_HERE:
+            return []
+        except OSError as error:
+            raise self._unavailable(prefix, "list", error) from None
+
+    def _put(self, key: str, fill) -> None:
+        parts = key.split("/")
+        with self._errors(key, "write"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            with self._directory([STAGING], create=True) as staging, \
+                    self._directory(parts[:-1], create=True) as parent:
+                staged = _stage(staging, fill)
+                try:
+                    os.rename(staged, parts[-1], src_dir_fd=staging, dst_dir_fd=parent)
+                except BaseException:
+                    _unlink_quietly(staged, staging)
+                    raise
+                _fsync_directory(parent)
+
+    @contextmanager
+    def _directory(self, parts: list[str], create: bool = False):
+        """A descriptor of DIR/PARTS, walked without following links; closed on leaving."""
+        fd = self._open_root()
+        try:
+            for depth, part in enumerate(parts, 1):
+                child = self._descend(fd, part, create, "/".join(parts[:depth]))
+                os.close(fd)
+                fd = child
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _descend(self, fd: int, name: str, create: bool, shown: str) -> int:
+        try:
+            return os.open(name, _DIRECTORY, dir_fd=fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+        except OSError as error:
+            if error.errno in (errno.ENOTDIR, errno.ELOOP) and _is_link(fd, name):
+                raise StoreUnavailable(f"{shown} in the artifact store {self.url} is a symlink: the store follows "
+                                       "no links inside its directory; replace it with a directory") from None
+            raise
+        _make_directory(fd, name)
+        return os.open(name, _DIRECTORY, dir_fd=fd)
+
+    def _open_root(self) -> int:
+        try:
+            return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except _NO_DIRECTORY_HERE:
+            raise StoreMissing(f"no artifact store at {self.root}: there is no such directory; check --store "
+                               f"(or ${STORE_ENV}); a directory store is made by the first job that writes to it") from None
+
+    @contextmanager
+    def _errors(self, key: str, action: str):
+        """OSError as a person reads it: a missing key when reading, else what failed and where."""
+        try:
+            yield
+        except _NO_DIRECTORY_HERE as error:
+            if action == "write":
+                raise self._unavailable(key, action, error) from None
+            raise StoreMissing.for_key(key, self.url) from None
+        except OSError as error:
+            raise self._unavailable(key, action, error) from None
+
+    def _unavailable(self, key: str, action: str, error: OSError) -> StoreUnavailable:
+        if error.errno == errno.ELOOP:  # O_NOFOLLOW met a link at the key itself
+            return self._not_regular(key)
+        where = f" ({error.filename})" if error.filename else ""
+        return StoreUnavailable(f"cannot {action} {key} in the artifact store {self.url}: {error.strerror}{where}")
+
+    def _open_regular(self, key: str, parent: int, name: str) -> int:
+        """A descriptor of the regular file NAME in `parent`: no link is followed, no FIFO waited on."""
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            missing = stat.S_ISDIR(mode)  # a directory is a prefix, not a key
+            raise StoreMissing.for_key(key, self.url) if missing else self._not_regular(key)
+        return fd
+
+    def _not_regular(self, key: str) -> StoreUnavailable:
+        return StoreUnavailable(f"{key} in the artifact store {self.url} is not a regular file (a link, a FIFO, "
+                                "a device): the store reads only regular files and follows no links")
+
+
+def _keys_below(fd: int, prefix: str):
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            key = prefix + entry.name
+            if not is_key(key):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from _keys_in_child(fd, entry.name, key + "/")
+            elif entry.is_file(follow_symlinks=False):
+                yield key
+
+
+def _keys_in_child(fd: int, name: str, prefix: str):
+    try:
+        child = os.open(name, _DIRECTORY, dir_fd=fd)
+    except _NO_DIRECTORY_HERE:
+        return  # removed, or replaced by a file, since it was listed
+    try:
+        yield from _keys_below(child, prefix)
+    finally:
+        os.close(child)
+
+
+def _stage(staging: int, fill) -> str:
+    """A new file in .tmp/ holding what fill(file) wrote, fsynced; its name."""
+    name = f".{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        with open(os.open(name, flags, 0o644, dir_fd=staging), "wb") as out:
+            fill(out)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        _unlink_quietly(name, staging)
+        raise
+    return name
+
+
+def _make_directory(fd: int, name: str) -> None:
+    try:
+        os.mkdir(name, 0o755, dir_fd=fd)
+    except FileExistsError:
+        return  # another writer made it meanwhile
+    _fsync_directory(fd)
+
+
+def _is_link(fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _fsync_directory(fd: int) -> None:
+    """Make a directory's new entries durable (as atomic.fsync_dir, for a descriptor)."""
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in _FSYNC_UNSUPPORTED:
+            raise
+
+
+def _unlink_quietly(name: str, fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=fd)
+    except OSError:
+        pass
