@@ -58,7 +58,7 @@ def origin(tmp_path):
 def ci(tmp_path, start_node):
     """A hub on the shipped pipeline with a directory store; it boots its own workers."""
     spool, store = tmp_path / "spool", tmp_path / "store"
-    hub = start_node("hub", "--spool", spool, "--store", f"file://{store}", "--workdir", tmp_path / "work" / "hub",
+    hub = start_node("hub", "--spool", spool, "--store", f"file://{store}", "--workdir", tmp_path / "ciwork" / "hub",
                      "--tick", "0.3", "--grace", "1")
     yield {"spool": spool, "store": store, "hub": hub}
     hub.stop()
@@ -204,7 +204,7 @@ def test_an_ext_transport_repo_is_refused(ci, tmp_path):
 def quick_ci(tmp_path, start_node):
     """Like `ci`, but a worker counts as lost after 1.5 s without a heartbeat."""
     spool, store = tmp_path / "spool", tmp_path / "store"
-    hub = start_node("hub", "--spool", spool, "--store", f"file://{store}", "--workdir", tmp_path / "work" / "hub",
+    hub = start_node("hub", "--spool", spool, "--store", f"file://{store}", "--workdir", tmp_path / "ciwork" / "hub",
                      "--tick", "0.3", "--grace", "1", env={"TRIVIALCI_LOST_AFTER": "1.5"})
     yield {"spool": spool, "store": store, "hub": hub}
     hub.stop()
@@ -251,7 +251,7 @@ def test_deleted_state_is_rebuilt_from_the_event_log(ci, origin, tmp_path, start
     assert ci["hub"].stop() == 0
     shutil.rmtree(ci["spool"] / "state")
     hub = start_node("hub", "--spool", ci["spool"], "--store", f"file://{ci['store']}",
-                     "--workdir", tmp_path / "work" / "hub", "--tick", "0.3", "--grace", "1")
+                     "--workdir", tmp_path / "ciwork" / "hub", "--tick", "0.3", "--grace", "1")
     wait_for(lambda: (ci["spool"] / "state" / ".built").exists(), message="the state to be rebuilt")
     after = run_cli("jobs", "--spool", ci["spool"], "--json")
     assert json.loads(after.stdout)["recent"] == json.loads(before.stdout)["recent"]
@@ -270,3 +270,22 @@ def test_history_reads_the_store_with_the_hub_stopped(ci, origin):
     assert job_id in listed.stdout and "main" in listed.stdout
     shown = run_cli("history", "show", job_id, "--store", store, "--json")
     assert json.loads(shown.stdout)["sha"] == sha
+
+
+def test_up_builds_every_branch_and_ctrl_c_stops_everything(origin, tmp_path, start_node):
+    sha = origin.commit("main", {"build": BUILD_OK})
+    spool, store = tmp_path / "spool", tmp_path / "store"
+    up = start_node("up", "--repo", origin.bare, "--spool", spool, "--store", f"file://{store}",
+                    "--workdir", tmp_path / "ciwork")
+    [(job_id, job)] = wait_for(lambda: store_jobs(store), timeout=60, message="the first build").items()
+    assert job["status"] == "PASSED" and job["sha"] == sha and job["branch"] == "main"
+    pushed = origin.commit("main", {"build": BUILD_OK}, message="a second push")
+    wait_for(lambda: any(j["sha"] == pushed and j["status"] == "PASSED" for j in store_jobs(store).values()),
+             timeout=60, message="the pushed commit to be built (the gitwatcher saw the push)")
+    workers = local_worker_pids(spool)
+    assert workers, "up booted a worker for the build kind"
+
+    assert up.stop(signal.SIGINT, timeout=60) == 0, up.stderr()
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+    assert "spool" in up.stderr() and str(store) in up.stderr()

@@ -192,7 +192,7 @@ def jobs(spool, as_json):
               help="With --wait: give up after SECONDS (exit 1).")
 def build(spool, repo, branch, wait, timeout):
     """Ask the hub to build a branch now, as if it had just been pushed."""
-    request = requests.request_build(spool, git.check_repo(repo), git.check_branch(branch))
+    request = requests.request_build(spool, git.resolve_repo(repo), git.check_branch(branch))
     click.echo(f"requested {request['request']}: {branch} at {request['new'][:12]}")
     if wait:
         sys.exit(requests.wait_for_request(spool, request["request"], timeout, click.echo))
@@ -219,7 +219,7 @@ def up(repo, spool, store, workdir, pipeline):
     defaults = up_tree.default_paths()
     spool, store = Path(spool or defaults["spool"]).resolve(), store or defaults["store"]
     workdir = Path(workdir or defaults["workdir"]).resolve()
-    git.check_repo(repo)
+    repo = git.resolve_repo(repo)
     click.echo(f"trivialci up: watching {repo}\n  spool     {spool}\n  store     {store}\n  workdir   {workdir}\n"
                f"  jobs      trivialci jobs --spool {spool}\n"
                f"  history   trivialci history list --store {store}\nCtrl-C stops everything.", err=True)

@@ -9,8 +9,8 @@ On the worker's own disk (WORKDIR, never the spool):
     WORKDIR/logs/JOB.log             the build's output, live; uploaded as log.txt
 
 The build runs `.trivialci/KIND` from the worktree, in its own process group,
-with TRIVIALCI_JOB, _BRANCH, _SHA, _KIND, _REPO, _ATTEMPT, _ARTIFACTS and each
-parameter as TRIVIALCI_PARAM_NAME. Its record goes to the store as
+with TRIVIALCI_JOB, _BRANCH, _SHA, _KIND, _REPO, _ATTEMPT, _ARTIFACTS, _PYTHON (the
+interpreter that runs TrivialCi) and each parameter as TRIVIALCI_PARAM_NAME. Its record goes to the store as
 jobs/JOB/job.json after log.txt and files/, so a job.json never points at
 files that are not there yet.
 """
@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -109,7 +110,8 @@ class JobRun:
         package = self.package
         env = {**os.environ, "TRIVIALCI_JOB": self.id, "TRIVIALCI_BRANCH": package["branch"],
                "TRIVIALCI_SHA": package["sha"], "TRIVIALCI_KIND": package["kind"], "TRIVIALCI_REPO": package["repo"],
-               "TRIVIALCI_ATTEMPT": str(package["attempt"]), "TRIVIALCI_ARTIFACTS": str(self.artifacts)}
+               "TRIVIALCI_ATTEMPT": str(package["attempt"]), "TRIVIALCI_ARTIFACTS": str(self.artifacts),
+               "TRIVIALCI_PYTHON": sys.executable}
         for name, value in (package.get("params") or {}).items():
             if PARAM_NAME.match(name) and isinstance(value, (str, int, float, bool)):
                 env[f"TRIVIALCI_PARAM_{name.upper()}"] = str(value)
