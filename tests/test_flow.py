@@ -264,6 +264,9 @@ def test_history_reads_the_store_with_the_hub_stopped(ci, origin):
     push_event(ci["spool"], origin, "main", sha)
     [(job_id, job)] = wait_for(lambda: store_jobs(ci["store"]), timeout=60, message="the record").items()
     assert ci["hub"].stop() == 0
+    for pid in local_worker_pids(ci["spool"]):
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not local_worker_pids(ci["spool"]), message="the workers to stop")
     shutil.rmtree(ci["spool"])
     store = f"file://{ci['store']}"
     listed = run_cli("history", "list", "--store", store)

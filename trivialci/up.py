@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .layout import worker_names
 
-TICK_SECONDS = 2.0
+TICK_SECONDS = 10.0  # lost workers are noticed within LOST_AFTER + this; each tick is a file in done/
 WATCH_SECONDS = 2.0
 
 
