@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from trivialci import TrivialCiError, git, scheduling
+from trivialci import TrivialCiError, git, pipelinesource, scheduling
 from trivialci.hubstate import HubState
 from trivialci.jobs import RUNNING, JobStatus, new_job_id
 from trivialci.mirror import Mirror
@@ -22,6 +22,8 @@ PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to t
 def main(payload: dict) -> None:
     repo, branch, sha = git.check_repo(payload["repo"]), git.check_branch(payload["branch"]), payload["new"]
     git.check_sha(sha)
+    if pipelinesource.refresh_if_source(payload):
+        print(f"this hub's pipeline now runs the scripts of {branch} at {sha[:12]}")
     if any(fnmatch.fnmatchcase(branch, pattern) for pattern in SKIPPED_BRANCHES):
         print(f"skipped: {branch} matches {SKIPPED_BRANCHES}")
         return

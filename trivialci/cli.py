@@ -24,7 +24,7 @@ from .layout import check_node_name, hub_dir, worker_dir
 from .node import Node, NodeConfig
 from .status import format_status, spool_status
 from .store import STORE_ENV, open_store
-from . import git, requests
+from . import git, pipelinesource, requests
 from . import up as up_tree
 from .hubstate import HubState
 from .jobs import is_job_id
@@ -79,8 +79,9 @@ def spool_option(function):
 
 def node_options(function):
     options = [
-        click.option("--pipeline", type=click.Path(file_okay=False), default=None,
-                     help="Directory of TYPE.py / TYPE scripts [default: the pipeline shipped with TrivialCi]."),
+        click.option("--pipeline", default=None,
+                     help="Directory of TYPE.py / TYPE scripts, or git+URL#BRANCH to run the scripts of a branch "
+                          "(refreshed when it is pushed) [default: the pipeline shipped with TrivialCi]."),
         click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 256),
                      help="How many scripts may run at once."),
         click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -297,6 +298,9 @@ def run_node(node_dir, options, advertise: dict, announce: str | None = None) ->
     advertise = {**advertise, "workdir": _workdir(options["workdir"], node_dir.node)}
     if options["store"]:
         advertise["store"] = options["store"]
+    if pipelinesource.is_source(options["pipeline"]):
+        advertise["pipeline_source"] = options["pipeline"]
+        options["pipeline"] = str(pipelinesource.refresh(advertise["workdir"], options["pipeline"]))
     config = NodeConfig(
         pipeline=_pipeline_dir(options["pipeline"]), announce=announce, tick=options["tick"],
         heartbeat=options["heartbeat"],
@@ -319,7 +323,7 @@ def _workdir(given, node: str) -> str:
 
 
 def _pipeline_dir(given) -> Path:
-    pipeline = Path(given).resolve() if given else default_pipeline()
+    pipeline = Path(os.path.abspath(given)) if given else default_pipeline()  # a `current` link stays a link
     if not pipeline.is_dir():
         raise BadInput(f"no pipeline directory at {pipeline}: pass --pipeline DIR with your TYPE.py scripts")
     return pipeline
