@@ -15,6 +15,9 @@ Each run, in turn and into a fresh directory (removed afterwards, untimed):
 
     .venv/bin/python bench/checkout.py
     .venv/bin/python bench/checkout.py --commits 2000 --files 500 --runs 3
+    TMPDIR=/dev/shm .venv/bin/python bench/checkout.py     # on tmpfs: git's own cost, not the disk's
+
+Everything is made under $TMPDIR (a fresh directory, removed at the end).
 """
 
 import argparse

@@ -202,10 +202,10 @@ def test_an_ext_transport_repo_is_refused(ci, tmp_path):
 
 @pytest.fixture
 def quick_ci(tmp_path, start_node):
-    """Like `ci`, but a worker counts as lost after 1.5 s without a heartbeat."""
+    """Like `ci`, but a worker counts as lost after 3 s without a heartbeat."""
     spool, store = tmp_path / "spool", tmp_path / "store"
     hub = start_node("hub", "--spool", spool, "--store", f"file://{store}", "--workdir", tmp_path / "ciwork" / "hub",
-                     "--tick", "0.3", "--grace", "1", env={"TRIVIALCI_LOST_AFTER": "1.5"})
+                     "--tick", "0.3", "--grace", "1", env={"TRIVIALCI_LOST_AFTER": "3"})
     yield {"spool": spool, "store": store, "hub": hub}
     hub.stop()
     for pid in local_worker_pids(spool):
@@ -292,3 +292,12 @@ def test_up_builds_every_branch_and_ctrl_c_stops_everything(origin, tmp_path, st
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
     assert "spool" in up.stderr() and str(store) in up.stderr()
+
+
+def test_an_artifact_the_store_refuses_still_leaves_a_record(ci, origin):
+    build = "#!/bin/sh\necho out > \"$TRIVIALCI_ARTIFACTS/bad$(printf '\\001')name\"\n"
+    origin.commit("main", {"build": build})
+    push_event(ci["spool"], origin, "main", git("rev-parse", "HEAD", cwd=origin.work))
+    [(job_id, job)] = wait_for(lambda: store_jobs(ci["store"]), timeout=60, message="the record").items()
+    assert job["status"] == "PASSED" and "were not uploaded" in job["reason"]
+    wait_for(lambda: "PASSED" in job_statuses(ci["spool"], job_id), message="the hub to hear of it")

@@ -371,7 +371,7 @@ def test_listing_the_children_of_jobs_reads_no_file_and_stats_nothing(tmp_path, 
     children = store.list_children("jobs/")
     monkeypatch.undo()
     assert children == [f"{number:04d}" for number in range(2000)]
-    assert counting.calls == {"open": 2, "stat": 0, "lstat": 0, "scandir": 0, "listdir": 1}, "DIR and jobs/, one readdir"
+    assert counting.calls == {"open": 2, "stat": 0, "lstat": 0, "scandir": 0, "listdir": 1}, "open DIR, jobs/; list"
 
 
 # --- opening a store -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import processes
 from .delivery import emit
+from .errors import TrivialCiError
 from .hubstate import HubState
 from .jobs import RUNNING, JobStatus, iso_now, seconds_between
 from .mirror import Mirror
@@ -126,16 +127,28 @@ class JobRun:
                 "run_time": seconds_between(started, ended), "exit_code": exit_code, "reason": reason, "files": []}
 
     def _upload(self) -> None:
+        """log.txt and files/ first, job.json last; a failure is noted in the record, never fatal to the job."""
         if not self.store_url:
             return
-        store = open_store(self.store_url)
         prefix = f"jobs/{self.id}"
+        try:
+            store = open_store(self.store_url)
+            self._upload_output(store, prefix)
+        except (TrivialCiError, OSError) as error:
+            self.record["reason"] += f"; its log or files were not uploaded: {error}"
+            store = None
+        try:
+            (store or open_store(self.store_url)).put_bytes(f"{prefix}/job.json",
+                                                            (json.dumps(self.record, indent=2) + "\n").encode())
+        except (TrivialCiError, OSError) as error:
+            self.record["reason"] += f"; its record could not be written to {self.store_url}: {error}"
+
+    def _upload_output(self, store, prefix: str) -> None:
         if self.log_path.exists():
             store.put_file(f"{prefix}/log.txt", self.log_path)
         if self.artifacts.is_dir():
             self.record["files"] = [key[len(prefix) + len("/files/"):] for key in
                                     store.put_tree(f"{prefix}/files", self.artifacts)]
-        store.put_bytes(f"{prefix}/job.json", (json.dumps(self.record, indent=2) + "\n").encode())
 
     def _report(self, status: JobStatus, **fields) -> None:
         update = {"job": self.id, "status": status.value, "attempt": self.package["attempt"], "worker": self.worker}

@@ -109,7 +109,9 @@ class Mirror:
         dest = Path(os.path.abspath(dest))
         with self._locked(fcntl.LOCK_SH):
             try:
-                run_git(["worktree", "remove", "--force", "--force", "--end-of-options", str(dest)], self.path, self.timeout)
+                # twice --force: also when a crashed `worktree add` left it locked
+                run_git(["worktree", "remove", "--force", "--force", "--end-of-options", str(dest)],
+                        self.path, self.timeout)
             except GitError:
                 if os.path.lexists(dest):
                     raise

@@ -133,8 +133,8 @@ class DirectoryStore(ArtifactStore):
         try:
             return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except _NO_DIRECTORY_HERE:
-            raise StoreMissing(f"no artifact store at {self.root}: there is no such directory; check --store "
-                               f"(or ${STORE_ENV}); a directory store is made by the first job that writes to it") from None
+            raise StoreMissing(f"no artifact store at {self.root}: there is no such directory; check --store (or "
+                               f"${STORE_ENV}); a directory store is made by the first job that writes to it") from None
 
     @contextmanager
     def _errors(self, key: str, action: str):
