@@ -1,4 +1,4 @@
-"""The command line: `trivialci hub|worker|emit|status`.
+"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|history`.
 
 Only this module imports click. Errors reach the user as one line on stderr
 and an exit status (docs/protocol.md, "Exit statuses"); a traceback is shown
@@ -120,10 +120,16 @@ def cli():
     """TrivialCi: the CI without features. Events are JSON files; scripts handle them.
 
     \b
+    trivialci up --repo .                          the whole CI for one repository, here
     trivialci hub --spool /var/ci                  run the hub's loop
     trivialci worker --spool /mnt/ci --name w1     run a worker's loop
+    trivialci gitwatcher --spool /var/ci --repo URL
     trivialci emit hello '{"x": 1}' --spool /var/ci
-    trivialci status --spool /var/ci
+    trivialci status --spool /var/ci               nodes, inboxes, running events
+    trivialci jobs --spool /var/ci                 queue, running jobs, last results
+    trivialci build --repo URL --branch main --wait
+    trivialci cancel JOB --spool /var/ci
+    trivialci history list --store file:///srv/ci-store
     """
 
 
