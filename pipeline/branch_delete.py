@@ -16,8 +16,7 @@ def main(payload: dict) -> None:
         job = state.job(job_id)
         reason = f"branch {branch} was deleted"
         if job and job["status"] == JobStatus.QUEUED:
-            scheduling.record_status(state, {"job": job_id, "status": JobStatus.CANCELLED,
-                                             "attempt": job["attempt"], "reason": reason})
+            scheduling.end_queued(state, job, JobStatus.CANCELLED, reason)
         elif job and JobStatus(job["status"]) in RUNNING:
             scheduling.cancel_running(state, job, JobStatus.CANCELLED, reason)
         print(f"cancelled {job_id}: {reason}")

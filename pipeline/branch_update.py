@@ -20,14 +20,18 @@ PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to t
 
 
 def main(payload: dict) -> None:
-    repo, branch, sha = git.check_repo(payload["repo"]), git.check_branch(payload["branch"]), payload["new"]
-    git.check_sha(sha)
+    state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
+    try:
+        repo, branch, sha = git.check_repo(payload["repo"]), git.check_branch(payload["branch"]), payload["new"]
+        git.check_sha(sha)
+    except TrivialCiError as refusal:
+        note(state, payload, [], f"refused: {refusal}")
+        raise
     if pipelinesource.refresh_if_source(payload):
         print(f"this hub's pipeline now runs the scripts of {branch} at {sha[:12]}")
     if any(fnmatch.fnmatchcase(branch, pattern) for pattern in SKIPPED_BRANCHES):
-        print(f"skipped: {branch} matches {SKIPPED_BRANCHES}")
+        note(state, payload, [], f"skipped: {branch} matches {SKIPPED_BRANCHES}")
         return
-    state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
     kinds = declared_kinds(repo, sha)
     if not kinds:
         note(state, payload, [], f"nothing to build: {sha[:12]} has no executable files in .trivialci/")
@@ -48,7 +52,7 @@ def main(payload: dict) -> None:
 def note(state: HubState, payload: dict, job_ids: list[str], text: str) -> None:
     """Say what became of the push, and tell a waiting `trivialci build` (its request id)."""
     print(text)
-    if payload.get("request"):
+    if isinstance(payload.get("request"), str) and payload["request"].isalnum():
         state.write_request(payload["request"], job_ids, text)
 
 
@@ -56,7 +60,7 @@ def declared_kinds(repo: str, sha: str) -> list[str]:
     """Executable files in .trivialci/ at that sha, read from the hub's own mirror."""
     mirror = Mirror(os.environ["TRIVIALCI_WORKDIR"], repo)
     mirror.update()
-    return [name for name in mirror.list_dir(sha, ".trivialci") if _is_kind_name(name)]
+    return [name for name in mirror.list_executables(sha, ".trivialci") if _is_kind_name(name)]
 
 
 def _is_kind_name(name: str) -> bool:
@@ -69,8 +73,7 @@ def supersede(state: HubState, repo: str, branch: str, sha: str) -> None:
         if not job or job["sha"] == sha:
             continue
         if job["status"] == JobStatus.QUEUED:
-            scheduling.record_status(state, {"job": job_id, "status": JobStatus.SUPERSEDED, "attempt": job["attempt"],
-                                             "reason": f"a newer push of {branch}: {sha[:12]}"})
+            scheduling.end_queued(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
             print(f"superseded {job_id} (queued)")
         elif JobStatus(job["status"]) in RUNNING and job.get("worker"):
             scheduling.cancel_running(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")

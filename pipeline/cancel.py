@@ -14,8 +14,7 @@ job = state.job(payload["job"])
 if job is None:
     sys.exit(f"no job {payload['job']!r} in this hub's state")
 if job["status"] == JobStatus.QUEUED:
-    scheduling.record_status(state, {"job": job["job"], "status": JobStatus.CANCELLED, "attempt": job["attempt"],
-                                     "reason": "cancelled by request"})
+    scheduling.end_queued(state, job, JobStatus.CANCELLED, "cancelled by request")
 elif JobStatus(job["status"]) in RUNNING:
     scheduling.cancel_running(state, job, JobStatus.CANCELLED, "cancelled by request")
 print(f"{job['job']} was {job['status']}: cancelling")

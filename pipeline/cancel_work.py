@@ -9,4 +9,4 @@ from trivialci import jobrun
 
 payload = json.load(sys.stdin)
 stopped = jobrun.stop(Path(os.environ["TRIVIALCI_WORKDIR"]), payload["job"], payload["status"], payload["reason"])
-print(f"{payload['job']}: {'stopping' if stopped else 'not running here'} ({payload['reason']})")
+print(f"{payload['job']}: {'stopping its build' if stopped else 'it will not build'} ({payload['reason']})")

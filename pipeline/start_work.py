@@ -25,4 +25,5 @@ try:
         job.run()
         print(f"{job.id}: {job.record['status']} ({job.record.get('reason')})")
 finally:
-    trivialci.emit("work_required", {"worker": job.worker, "kind": os.environ["TRIVIALCI_KIND"]})
+    trivialci.emit("work_required", {"worker": job.worker, "kind": os.environ["TRIVIALCI_KIND"], "after": job.id,
+                                     "attempt": job.package["attempt"]})

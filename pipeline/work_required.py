@@ -9,6 +9,7 @@ from trivialci.hubstate import HubState
 
 payload = json.load(sys.stdin)
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
-state.apply("work_required", payload)
+if not scheduling.worker_ready(state, payload):
+    print(f"{payload['worker']} is still busy with its job; this request is stale")
 for worker, job in scheduling.dispatch(state):
     print(f"handed {job} to {worker}")

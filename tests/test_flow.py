@@ -301,3 +301,55 @@ def test_an_artifact_the_store_refuses_still_leaves_a_record(ci, origin):
     [(job_id, job)] = wait_for(lambda: store_jobs(ci["store"]), timeout=60, message="the record").items()
     assert job["status"] == "PASSED" and "were not uploaded" in job["reason"]
     wait_for(lambda: "PASSED" in job_statuses(ci["spool"], job_id), message="the hub to hear of it")
+
+
+def test_only_executable_files_in_trivialci_are_kinds_and_a_script_without_shebang_fails(ci, origin):
+    origin.commit("main", {"build": "echo no shebang here\n"})
+    notes = origin.work / ".trivialci" / "notes"
+    notes.write_text("not a job\n")
+    sha = origin.commit("main", {})
+    push_event(ci["spool"], origin, "main", sha)
+    [(job_id, job)] = wait_for(lambda: store_jobs(ci["store"]), timeout=60, message="the record").items()
+    assert job["kind"] == "build" and job["status"] == "FAILED"
+    assert job["reason"].startswith("cannot run .trivialci/build") and "#!" in job["reason"]
+
+
+def test_build_wait_on_a_skipped_branch_says_so_at_once(ci, origin):
+    origin.commit("tmp/scratch", {"build": BUILD_OK})
+    skipped = run_cli("build", "--repo", origin.bare, "--branch", "tmp/scratch", "--wait", "--timeout", "60",
+                      "--spool", ci["spool"], timeout=30)
+    assert skipped.returncode == 1 and "skipped" in skipped.stdout
+
+
+def test_a_job_superseded_while_queued_still_has_a_record_in_the_store(ci, origin, tmp_path):
+    gate = tmp_path / "gate"
+    busy = origin.commit("main", {"build": slow_build(gate)})
+    push_event(ci["spool"], origin, "main", busy)
+    wait_for(lambda: building(ci["spool"]), timeout=60, message="the only worker to be busy")
+    first = origin.commit("feature/z", {"build": BUILD_OK})
+    push_event(ci["spool"], origin, "feature/z", first)
+    [queued] = wait_for(lambda: [j for j in hub_jobs(ci["spool"]).values() if j["status"] == "QUEUED"],
+                        message="the feature job to wait in the queue")
+    second = origin.commit("feature/z", {"build": BUILD_OK}, message="again")
+    push_event(ci["spool"], origin, "feature/z", second, old=first)
+    record = wait_for(lambda: store_jobs(ci["store"]).get(queued["job"]), message="the superseded record")
+    assert record["status"] == "SUPERSEDED" and record["sha"] == first and "newer push" in record["reason"]
+    gate.touch()
+    wait_for(lambda: any(j["sha"] == second and j["status"] == "PASSED" for j in store_jobs(ci["store"]).values()),
+             timeout=60, message="the newer push to be built")
+
+
+def test_a_job_cancelled_before_its_build_starts_never_builds(origin, tmp_path):
+    from trivialci import jobrun
+    from trivialci.layout import hub_dir
+
+    ran = tmp_path / "ran"
+    sha = origin.commit("main", {"build": f"#!/bin/sh\ntouch '{ran}'\n"})
+    spool, workdir = tmp_path / "spool", tmp_path / "ciwork" / "w1"
+    hub_dir(spool).create()
+    package = {"job": "20261125T000000Z-abcdef", "repo": str(origin.bare), "branch": "main", "sha": sha,
+               "kind": "build", "attempt": 1}
+    assert jobrun.stop(workdir, package["job"], "CANCELLED", "cancelled by request") is False
+    record = jobrun.JobRun(package, "w1", workdir, spool, f"file://{tmp_path / 'store'}").run()
+    assert record["status"] == "CANCELLED" and record["reason"] == "cancelled by request"
+    assert not ran.exists() and not (workdir / "jobs" / package["job"]).exists()

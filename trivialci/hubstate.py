@@ -1,7 +1,7 @@
 """The hub's state: plain files under SPOOL/state/, derived from the event log.
 
-    state/queue/KIND/JOB.json      a work package waiting; `ls` shows the order (ids sort by
-                                   queue time), `rm` dequeues
+    state/queue/KIND/TIME.JOB.json a work package waiting (TIME: when it was queued, to the
+                                   millisecond); `ls` shows the order, `rm` dequeues
     state/jobs/JOB.json            the job view: the last known status of every job
     state/workers/NAME.json        workers seen: {name, kind, state: idle|busy|lost, job, since}
     state/branches/KEY.json        {repo, branch, jobs}: the jobs of a branch not yet final
@@ -51,7 +51,8 @@ class HubState:
 
     def queued(self, kind: str) -> list[str]:
         """Job ids waiting for a worker of `kind`, oldest first."""
-        return sorted(name[:-5] for name in _list(self.root / "queue" / kind) if name.endswith(".json"))
+        names = sorted(name for name in _list(self.root / "queue" / kind) if name.endswith(".json"))
+        return [name.split(".")[1] for name in names if name.count(".") == 2]
 
     def queued_kinds(self) -> list[str]:
         return sorted(_list(self.root / "queue"))
@@ -109,7 +110,8 @@ class HubState:
         self._write(self.root / "workers" / f"{name}.json", record)
 
     def _file_queue_entry(self, job: dict) -> None:
-        entry = self.root / "queue" / job["kind"] / f"{job['job']}.json"
+        queued_at = "".join(c for c in (job.get("queued") or "") if c.isdigit())
+        entry = self.root / "queue" / job["kind"] / f"{queued_at}.{job['job']}.json"
         if job["status"] == JobStatus.QUEUED:
             self._write(entry, job)
         else:

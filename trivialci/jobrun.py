@@ -59,7 +59,7 @@ class JobRun:
         try:
             self._check_out()
             self._report(JobStatus.BUILDING, started=started)
-            exit_code, status, reason = self._build()
+            exit_code, status, reason = self._stop_request() or self._build()
             if self.is_stale():
                 self.record = {"status": "stale", "reason": "the hub gave this job to another attempt meanwhile"}
                 self._clean_up()
@@ -90,12 +90,22 @@ class JobRun:
         script = self.worktree / ".trivialci" / self.package["kind"]
         if not script.is_file() or not os.access(script, os.X_OK):
             return None, JobStatus.FAILED, f".trivialci/{self.package['kind']} is missing or not executable"
-        with open(self.log_path, "ab") as log:
-            build = subprocess.Popen([str(script)], cwd=self.worktree, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, env=self._environment(), start_new_session=True)
+        try:
+            with open(self.log_path, "ab") as log:
+                build = subprocess.Popen([str(script)], cwd=self.worktree, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, env=self._environment(), start_new_session=True)
+        except OSError as error:
+            self._note(f"trivialci: cannot run .trivialci/{self.package['kind']}: {error}")
+            return None, JobStatus.FAILED, f"cannot run .trivialci/{self.package['kind']}: {error.strerror} " \
+                                           "(is its #! line right?)"
         self._pid_file().write_text(str(build.pid))
         exit_code, timed_out = _wait(build, float(self.package.get("timeout", 3600)))
         return exit_code, *self._judge(exit_code, timed_out)
+
+    def _stop_request(self) -> tuple[None, JobStatus, str] | None:
+        """A cancel that came while the job was still being checked out: do not build at all."""
+        request = _read_json(self._cancel_file())
+        return (None, JobStatus(request["status"]), request["reason"]) if request else None
 
     def _judge(self, exit_code: int, timed_out: bool) -> tuple[JobStatus, str]:
         request = _read_json(self._cancel_file())
@@ -176,11 +186,13 @@ class JobRun:
 
 
 def stop(workdir: Path, job: str, status: str, reason: str) -> bool:
-    """Ask a running build to stop: note why, then TERM its group (KILL after GRACE)."""
+    """Ask a job to stop: note why (a job still checking out reads it before building),
+    then TERM its build's group (KILL after GRACE); whether a build was running."""
     pid_file = Path(workdir) / "jobs" / f"{job}.pid"
+    (Path(workdir) / "jobs").mkdir(parents=True, exist_ok=True)
+    (Path(workdir) / "jobs" / f"{job}.cancel").write_text(json.dumps({"status": status, "reason": reason}))
     if not pid_file.exists():
         return False
-    (Path(workdir) / "jobs" / f"{job}.cancel").write_text(json.dumps({"status": status, "reason": reason}))
     pgid = int(pid_file.read_text())
     _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + GRACE

@@ -86,6 +86,16 @@ class Mirror:
         except GitError:
             return None
 
+    def list_executables(self, sha: str, path: str) -> list[str]:
+        """The names of the executable files (mode 100755) in directory `path` at commit `sha`, sorted."""
+        spec = f"{self._ensure_commit(sha)}:{tree_path(path)}"
+        try:
+            listing = run_git(["ls-tree", "-z", "--end-of-options", spec], self.path, self.timeout)
+        except GitError:
+            return []
+        entries = (line.partition("\t") for line in listing.split("\0") if line)
+        return sorted(name for info, _, name in entries if info.split(" ")[0] == "100755")
+
     def list_dir(self, sha: str, path: str = "") -> list[str]:
         """The names in directory `path` at commit `sha`, sorted; [] if it is not a directory there."""
         spec = f"{self._ensure_commit(sha)}:{tree_path(path)}"

@@ -21,11 +21,15 @@ import time
 from .delivery import emit
 from .hubstate import HubState, heartbeat_age
 from .jobs import RUNNING, JobStatus, iso_now
+from .store import open_store
 
 LOST_AFTER = float(os.environ.get("TRIVIALCI_LOST_AFTER", 30.0))  # the hub's environment may shorten it
 
 BOOT_PATIENCE = 2 * LOST_AFTER  # a booted worker has this long to show its heartbeat
 BUILD_TIMEOUT = 3600.0
+RECORD_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
+                 "queue_wait", "run_time", "exit_code", "reason")
+ATTEMPT_FIELDS = ("worker", "worker_process", "dispatched", "started", "ended", "exit_code", "reason", "queue_wait", "run_time")
 
 
 def record_status(state: HubState, update: dict) -> dict:
@@ -65,7 +69,8 @@ def _hand_over(state: HubState, worker: dict, job_id: str) -> str:
     timeout = float(job.get("params", {}).get("timeout", BUILD_TIMEOUT))
     package = {key: job.get(key) for key in ("job", "repo", "branch", "sha", "kind", "attempt", "params", "queued")}
     record_status(state, {"job": job_id, "status": JobStatus.STARTING, "worker": worker["name"],
-                          "attempt": job["attempt"], "dispatched": iso_now()})
+                          "worker_process": _process_of(state, worker["name"]), "attempt": job["attempt"],
+                          "dispatched": iso_now()})
     state.set_worker(worker["name"], worker["kind"], "busy", job_id)
     emit("start_work", {**package, "timeout": timeout, "_timeout": timeout + 600},
          to=f"worker:{worker['name']}", spool=state.node_dir.spool)
@@ -102,12 +107,56 @@ def requeue_lost(state: HubState) -> list[str]:
         job = state.job(worker["job"]) if worker.get("job") else None
         state.set_worker(worker["name"], worker["kind"], "lost", None)
         if job and JobStatus(job["status"]) in RUNNING:
-            record_status(state, {"job": job["job"], "status": JobStatus.LOST, "attempt": job["attempt"],
-                                  "reason": f"worker {worker['name']} stopped answering"})
-            record_status(state, {"job": job["job"], "status": JobStatus.QUEUED, "attempt": job["attempt"] + 1,
-                                  "worker": None})
+            _lose(state, job, f"worker {worker['name']} stopped answering")
             requeued.append(job["job"])
     return requeued
+
+
+def end_queued(state: HubState, job: dict, status: JobStatus, reason: str) -> dict:
+    """End a job that no worker has (superseded, cancelled); its record goes to the store too."""
+    ended = record_status(state, {"job": job["job"], "status": status, "attempt": job["attempt"],
+                                  "reason": reason, "ended": iso_now()})
+    store_url = os.environ.get("TRIVIALCI_STORE")
+    if store_url:
+        record = {key: ended.get(key) for key in RECORD_FIELDS}
+        open_store(store_url).put_bytes(f"jobs/{job['job']}/job.json", (json.dumps(record, indent=2) + "\n").encode())
+    return ended
+
+
+def worker_ready(state: HubState, payload: dict) -> bool:
+    """A worker asks for work. False when the request is stale (it still has a job the hub knows of).
+
+    A worker sends work_required when it starts, and after each job with
+    "after": JOB and "attempt": N. While the hub has handed the worker a job
+    that is not final, only a request naming that very attempt frees it; any
+    other request is an echo of the past, unless the worker's process changed
+    since the hand-over (it restarted): then that job is lost and queued again.
+    """
+    name, current = payload["worker"], state.worker(payload["worker"])
+    job = state.job(current["job"]) if current and current["state"] == "busy" and current.get("job") else None
+    if job and JobStatus(job["status"]) in RUNNING and job.get("worker") == name:
+        finished = (payload.get("after"), payload.get("attempt")) == (job["job"], job["attempt"])
+        if not finished and _process_of(state, name) == job.get("worker_process"):
+            return False
+        if not finished:
+            _lose(state, job, f"worker {name} restarted")
+    state.apply("work_required", payload)
+    return True
+
+
+def _process_of(state: HubState, worker: str) -> str | None:
+    """"pid@host" of the process that runs a worker now, from its heartbeat."""
+    try:
+        beat = json.loads((state.node_dir.spool / "workers" / worker / "worker.json").read_text())
+        return f"{beat['pid']}@{beat['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _lose(state: HubState, job: dict, reason: str) -> None:
+    record_status(state, {"job": job["job"], "status": JobStatus.LOST, "attempt": job["attempt"], "reason": reason})
+    record_status(state, {"job": job["job"], "status": JobStatus.QUEUED, "attempt": job["attempt"] + 1,
+                          **{field: None for field in ATTEMPT_FIELDS}})
 
 
 def cancel_running(state: HubState, job: dict, status: JobStatus, reason: str) -> None:
