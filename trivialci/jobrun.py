@@ -77,7 +77,8 @@ class JobRun:
     def _check_out(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         mirror = Mirror(self.workdir, self.package["repo"])
-        mirror.update()
+        if not mirror.has_commit(self.package["sha"]):
+            mirror.update()  # a warm mirror that has the sha needs no fetch at all
         mirror.prune()
         if self.worktree.exists():
             mirror.remove_worktree(self.worktree)
