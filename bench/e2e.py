@@ -3,8 +3,8 @@
 The real thing, as tests/test_flow.py sets it up: a hub on the shipped
 pipeline (--tick 0.2, a directory store) that has already booted its worker
 (a warm-up push) and whose worker is idle; a bare origin with
-contrib/post-receive installed (git config trivialci.spool and
-trivialci.command); a `.trivialci/build` that writes its own start and end
+contrib/post-receive installed (git config trivialci.spool; the hook runs on
+the venv's interpreter, so it emits in-process); a `.trivialci/build` that writes its own start and end
 times to $TRIVIALCI_ARTIFACTS/times.txt.
 
 One sample: commit, take the time just before `git push`, stop the clock when
@@ -66,7 +66,6 @@ class Origin:
         self.env.pop("TRIVIALCI_SPOOL", None)  # the hook's spool comes from the origin's config
         git("init", "-q", "--bare", "-b", BRANCH, self.bare)
         git("-C", self.bare, "config", "trivialci.spool", spool)
-        git("-C", self.bare, "config", "trivialci.command", Path(PYTHON).parent / "trivialci")
         git("init", "-q", "-b", BRANCH, self.work)
         for key, value in (("user.email", "bench@example.invalid"), ("user.name", "bench")):
             git("config", key, value, cwd=self.work)
