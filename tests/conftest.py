@@ -139,3 +139,34 @@ def outcomes(node_root: Path) -> dict[str, list[str]]:
 def leftovers(node_root: Path) -> list[str]:
     """What is still in inbox/ or work/ (a settled node has nothing there)."""
     return sorted(f"{where}/{p.name}" for where in ("inbox", "work") for p in (node_root / where).glob("*"))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    if text.encode() in handle.read():
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes(request):
+    """A test that leaves a process running on its temp dir (a node, a worker it booted) fails."""
+    tmp = str(request.getfixturevalue("tmp_path")) if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is None:
+        return
+    deadline = time.monotonic() + 10
+    while (leaked := _processes_mentioning(tmp)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not leaked, f"test left processes running on {tmp}: {leaked}"

@@ -280,6 +280,16 @@ def test_up_builds_every_branch_and_ctrl_c_stops_everything(origin, tmp_path, st
     spool, store = tmp_path / "spool", tmp_path / "store"
     up = start_node("up", "--repo", origin.bare, "--spool", spool, "--store", f"file://{store}",
                     "--workdir", tmp_path / "ciwork")
+    try:
+        check_up(up, origin, spool, store, sha)
+    finally:  # up stops its tree on SIGINT; a SIGKILL by the fixture would orphan it
+        if up.proc.poll() is None:
+            up.stop(signal.SIGINT, timeout=60)
+        for pid in local_worker_pids(spool):
+            os.kill(pid, signal.SIGKILL)
+
+
+def check_up(up, origin, spool, store, sha):
     [(job_id, job)] = wait_for(lambda: store_jobs(store), timeout=60, message="the first build").items()
     assert job["status"] == "PASSED" and job["sha"] == sha and job["branch"] == "main"
     pushed = origin.commit("main", {"build": BUILD_OK}, message="a second push")
