@@ -14,7 +14,7 @@ import sys
 from trivialci.scheduling import LOST_AFTER
 
 PER_EVENT = {"EVENT", "EVENT_ID", "EVENT_FILE", "ATTEMPT", "LOG", "NODE", "NODE_DIR", "SPOOL", "PIPELINE", "KIND",
-             "WORKER", "STORE", "WORKDIR"}
+             "WORKER", "STORE", "WORKDIR", "UI_URL", "LOG_URL"}
 
 payload = json.load(sys.stdin)
 spool, name, kind = os.environ["TRIVIALCI_SPOOL"], payload["name"], payload["kind"]
@@ -24,6 +24,8 @@ command = [sys.executable, "-m", "trivialci", "worker", "--spool", spool, "--nam
            "--heartbeat", str(max(0.2, LOST_AFTER / 6))]
 if os.environ.get("TRIVIALCI_STORE"):
     command += ["--store", os.environ["TRIVIALCI_STORE"]]
+if os.environ.get("TRIVIALCI_UI_URL"):  # finished jobs' log links lead to the hub's page of the job
+    command += ["--hub-ui", os.environ["TRIVIALCI_UI_URL"]]
 environment = {k: v for k, v in os.environ.items() if not (k.startswith("TRIVIALCI_") and k[10:] in PER_EVENT)}
 os.makedirs(os.path.join(spool, "workers"), exist_ok=True)
 with open(os.path.join(spool, "workers", f"{name}.log"), "ab") as log:

@@ -65,3 +65,12 @@ def test_only_the_watcher_imports_watchdog_and_only_the_cli_imports_click():
     for dependency, module in ONLY_IMPORTER.items():
         assert importers_of(dependency) <= {module}, f"only {module} may import {dependency}"
     assert importers_of("boto3") <= {"store/s3.py"}
+
+
+def test_only_the_cli_starts_the_log_server():
+    assert importers_of("trivialci.logserver") <= {"cli.py"}, "the log server is started by `trivialci worker` alone"
+
+
+def test_only_the_cli_imports_the_web_ui():
+    assert importers_of("trivialci.webui") <= {"cli.py"}, "the web UI is started by `trivialci hub --ui` alone"
+    assert importers_of("trivialci.webhtml") | importers_of("trivialci.webviews") <= {"webui.py"}

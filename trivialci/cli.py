@@ -24,11 +24,12 @@ from .layout import check_node_name, hub_dir, worker_dir
 from .node import Node, NodeConfig
 from .status import format_status, spool_status
 from .store import STORE_ENV, open_store
-from . import git, pipelinesource, requests
+from . import git, pipelinesource, requests, webui
 from . import up as up_tree
 from .hubstate import HubState
 from .jobs import is_job_id
 from .jobview import format_jobs, jobs_summary
+from .logserver import LogServer, parse_listen
 
 log = logging.getLogger("trivialci")
 
@@ -136,12 +137,19 @@ def cli():
 @cli.command()
 @spool_option
 @node_options
-def hub(spool, **options):
+@click.option("--ui", default=None, metavar="HOST:PORT",
+              help="Serve the read-only web UI there (127.0.0.1:0 picks a free port); its URL goes into hub.json.")
+def hub(spool, ui, **options):
     """Run the hub: handle events dropped into SPOOL/inbox/.
 
     Runs until SIGTERM or SIGINT (a second one skips the grace period).
     """
-    run_node(hub_dir(spool), options, advertise={})
+    if not ui:
+        return run_node(hub_dir(spool), options, advertise={})
+    store = open_store(options["store"]) if options["store"] else None
+    with webui.WebUI(spool, store, *webui.parse_address(ui)) as server:
+        click.echo(f"hub: web UI at {server.url}", err=True)
+        run_node(hub_dir(spool), options, advertise={"ui_url": server.url})
 
 
 @cli.command()
@@ -149,11 +157,23 @@ def hub(spool, **options):
 @click.option("--name", default=lambda: _default_worker_name(), show_default="this host's name",
               help="The worker's name: its directory is SPOOL/workers/NAME/.")
 @click.option("--kind", default="build", show_default=True, help="The kind of work it does (advertised to scripts).")
+@click.option("--log-listen", default="127.0.0.1:0", show_default=True,
+              help="Serve the jobs' live logs on HOST:PORT (port 0: a free one), advertised as log_url; `off`: none.")
+@click.option("--hub-ui", default=None, envvar="TRIVIALCI_HUB_UI",
+              help="The hub's web UI, where the log server sends requests for logs it no longer has. "
+                   "Env: TRIVIALCI_HUB_UI.")
 @node_options
-def worker(spool, name, kind, **options):
+def worker(spool, name, kind, log_listen, hub_ui, **options):
     """Run a worker: the same loop on SPOOL/workers/NAME/, with worker.json as its heartbeat."""
     check_node_name(name)
-    run_node(worker_dir(spool, name), options, advertise={"kind": kind, "worker": name}, announce="worker_started")
+    listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name}
+    if listen is None:
+        return run_node(worker_dir(spool, name), options, advertise=advertise, announce="worker_started")
+    logs = Path(_workdir(options["workdir"], name)) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with LogServer(logs, *listen, hub_ui=hub_ui) as log_server:
+        run_node(worker_dir(spool, name), options, advertise={**advertise, "log_url": log_server.url},
+                 announce="worker_started")
 
 
 @cli.command("emit")
@@ -221,16 +241,20 @@ def cancel(spool, job):
 @click.option("--store", default=None, help="[default: file://~/.local/share/trivialci/store]")
 @click.option("--workdir", default=None, type=click.Path(file_okay=False), help="[default: ~/.cache/trivialci]")
 @click.option("--pipeline", type=click.Path(file_okay=False), default=None, help="[default: the shipped pipeline]")
-def up(repo, spool, store, workdir, pipeline):
+@click.option("--ui", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT|off",
+              help="Where the hub serves its web UI (a free port if that one is taken); off: no web UI.")
+def up(repo, spool, store, workdir, pipeline, ui):
     """Run the whole CI for one repository here: hub, gitwatcher, workers. Ctrl-C stops it all."""
     defaults = up_tree.default_paths()
     spool, store = Path(spool or defaults["spool"]).resolve(), store or defaults["store"]
     workdir = Path(workdir or defaults["workdir"]).resolve()
     repo = git.resolve_repo(repo)
-    click.echo(f"trivialci up: watching {repo}\n  spool     {spool}\n  store     {store}\n  workdir   {workdir}\n"
+    ui = None if ui == "off" else webui.free_address(ui)
+    shown_ui = f"  ui        http://{ui}/\n" if ui else ""
+    click.echo(f"trivialci up: watching {repo}\n{shown_ui}  spool     {spool}\n  store     {store}\n  workdir   {workdir}\n"
                f"  jobs      trivialci jobs --spool {spool}\n"
                f"  history   trivialci history list --store {store}\nCtrl-C stops everything.", err=True)
-    children = up_tree.start_tree(repo, spool, store, workdir, _pipeline_dir(pipeline))
+    children = up_tree.start_tree(repo, spool, store, workdir, _pipeline_dir(pipeline), ui)
     try:
         status_code = up_tree.wait_for_signal(children)
     finally:

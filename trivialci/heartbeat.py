@@ -1,7 +1,7 @@
 """The heartbeat file: who runs a node, and that it is alive.
 
 NODE_DIR/hub.json or NODE_DIR/worker.json, rewritten atomically every
-HEARTBEAT_SECONDS: {node, kind, worker, host, pid, started, heartbeat,
+HEARTBEAT_SECONDS: {node, kind, worker, log_url, host, pid, started, heartbeat,
 polling, jobs, running, blocked, pipeline}. Its "heartbeat" time (and the file's mtime)
 says when the node last lived; it is removed when the node stops cleanly.
 """

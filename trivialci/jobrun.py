@@ -6,7 +6,8 @@ On the worker's own disk (WORKDIR, never the spool):
     WORKDIR/jobs/JOB.pid             the build's process group, while it runs
     WORKDIR/jobs/JOB.cancel          {status, reason}: a request to stop it
     WORKDIR/artifacts/JOB/           $TRIVIALCI_ARTIFACTS: uploaded as files/, then removed
-    WORKDIR/logs/JOB.log             the build's output, live; uploaded as log.txt
+    WORKDIR/logs/JOB.log             the build's output, live, each line with its UTC time; uploaded as log.txt
+    WORKDIR/logs/JOB.ended           written when the job is over: its log is complete
 
 The build runs `.trivialci/KIND` from the worktree, in its own process group,
 with TRIVIALCI_JOB, _BRANCH, _SHA, _KIND, _REPO, _ATTEMPT, _ARTIFACTS, _PYTHON (the
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 from . import processes
+from .buildlog import LogCopier, ended_marker
 from .delivery import emit
 from .errors import TrivialCiError
 from .hubstate import HubState
@@ -62,11 +64,13 @@ class JobRun:
             exit_code, status, reason = self._stop_request() or self._build()
             if self.is_stale():
                 self.record = {"status": "stale", "reason": "the hub gave this job to another attempt meanwhile"}
+                self._end_log()
                 self._clean_up()
                 return self.record
         except Exception as error:  # a fetch or checkout that failed is this job's failure, not the worker's
             self._note(f"trivialci: {error}")
             exit_code, status, reason = None, JobStatus.FAILED, f"could not check out: {error}"
+        self._end_log()
         self.record = self._make_record(started, exit_code, status, reason)
         self._upload()
         self._report(status, ended=self.record["ended"], exit_code=exit_code, reason=reason)
@@ -76,6 +80,7 @@ class JobRun:
 
     def _check_out(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        _unlink(ended_marker(self.log_path))  # an earlier attempt's log goes on
         mirror = Mirror(self.workdir, self.package["repo"])
         if not mirror.has_commit(self.package["sha"]):
             mirror.update()  # a warm mirror that has the sha needs no fetch at all
@@ -91,17 +96,31 @@ class JobRun:
         script = self.worktree / ".trivialci" / self.package["kind"]
         if not script.is_file() or not os.access(script, os.X_OK):
             return None, JobStatus.FAILED, f".trivialci/{self.package['kind']} is missing or not executable"
+        read_end, write_end = os.pipe()
         try:
-            with open(self.log_path, "ab") as log:
-                build = subprocess.Popen([str(script)], cwd=self.worktree, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, env=self._environment(), start_new_session=True)
+            build = subprocess.Popen([str(script)], cwd=self.worktree, stdin=subprocess.DEVNULL, stdout=write_end,
+                                     stderr=subprocess.STDOUT, env=self._environment(), start_new_session=True)
         except OSError as error:
+            os.close(read_end)
             self._note(f"trivialci: cannot run .trivialci/{self.package['kind']}: {error}")
             return None, JobStatus.FAILED, f"cannot run .trivialci/{self.package['kind']}: {error.strerror} " \
                                            "(is its #! line right?)"
+        finally:
+            os.close(write_end)  # only the build holds it now: EOF comes when the build's group closes it
+        copier = LogCopier(read_end, self.log_path).start()
         self._pid_file().write_text(str(build.pid))
         exit_code, timed_out = _wait(build, float(self.package.get("timeout", 3600)))
+        if not copier.join(GRACE):  # a process the build left behind holds its output open: do not wait for it
+            self._note("trivialci: the build ended, but a process it started still holds its output open")
         return exit_code, *self._judge(exit_code, timed_out)
+
+    def _end_log(self) -> None:
+        """Mark the log complete, for the log server (X-Log-Complete) and its followers."""
+        try:
+            ended_marker(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+            ended_marker(self.log_path).write_text(iso_now() + "\n")
+        except OSError as error:
+            print(f"could not mark the log of {self.id} complete: {error}")
 
     def _stop_request(self) -> tuple[None, JobStatus, str] | None:
         """A cancel that came while the job was still being checked out: do not build at all."""

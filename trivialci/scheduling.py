@@ -29,7 +29,7 @@ BOOT_PATIENCE = 2 * LOST_AFTER  # a booted worker has this long to show its hear
 BUILD_TIMEOUT = 3600.0
 RECORD_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
                  "queue_wait", "run_time", "exit_code", "reason")
-ATTEMPT_FIELDS = ("worker", "worker_process", "dispatched", "started", "ended", "exit_code", "reason", "queue_wait", "run_time")
+ATTEMPT_FIELDS = ("worker", "worker_process", "log_url", "dispatched", "started", "ended", "exit_code", "reason", "queue_wait", "run_time")
 
 
 def record_status(state: HubState, update: dict) -> dict:
@@ -70,7 +70,7 @@ def _hand_over(state: HubState, worker: dict, job_id: str) -> str:
     package = {key: job.get(key) for key in ("job", "repo", "branch", "sha", "kind", "attempt", "params", "queued")}
     record_status(state, {"job": job_id, "status": JobStatus.STARTING, "worker": worker["name"],
                           "worker_process": _process_of(state, worker["name"]), "attempt": job["attempt"],
-                          "dispatched": iso_now()})
+                          "dispatched": iso_now(), "log_url": _log_url_of(state, worker["name"], job_id)})
     state.set_worker(worker["name"], worker["kind"], "busy", job_id)
     emit("start_work", {**package, "timeout": timeout, "_timeout": timeout + 600},
          to=f"worker:{worker['name']}", spool=state.node_dir.spool)
@@ -149,6 +149,15 @@ def _process_of(state: HubState, worker: str) -> str | None:
     try:
         beat = json.loads((state.node_dir.spool / "workers" / worker / "worker.json").read_text())
         return f"{beat['pid']}@{beat['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _log_url_of(state: HubState, worker: str, job_id: str) -> str | None:
+    """Where the worker serves the job's live log, from the log_url in its heartbeat (None: it serves none)."""
+    try:
+        base = json.loads((state.node_dir.spool / "workers" / worker / "worker.json").read_text())["log_url"]
+        return f"{base.rstrip('/')}/logs/{job_id}" if isinstance(base, str) and base else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -32,11 +32,13 @@ def default_paths() -> dict:
     return {"spool": data / "spool", "store": f"file://{data / 'store'}", "workdir": cache}
 
 
-def start_tree(repo: str, spool: Path, store: str, workdir: Path, pipeline: Path) -> list[subprocess.Popen]:
-    """The hub and the gitwatcher, started as this process's children."""
+def start_tree(repo: str, spool: Path, store: str, workdir: Path, pipeline: Path,
+               ui: str | None = None) -> list[subprocess.Popen]:
+    """The hub (serving its web UI on `ui`, HOST:PORT, if given) and the gitwatcher, as this process's children."""
     trivialci = [sys.executable, "-m", "trivialci"]
     hub = subprocess.Popen([*trivialci, "hub", "--spool", str(spool), "--store", store, "--workdir",
-                            str(workdir / "hub"), "--tick", str(TICK_SECONDS), "--pipeline", str(pipeline)])
+                            str(workdir / "hub"), "--tick", str(TICK_SECONDS), "--pipeline", str(pipeline),
+                            *(["--ui", ui] if ui else [])])
     watcher = subprocess.Popen([*trivialci, "gitwatcher", "--spool", str(spool), "--repo", repo,
                                 "--interval", str(WATCH_SECONDS)])
     return [watcher, hub]

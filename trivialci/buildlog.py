@@ -1,0 +1,79 @@
+"""A build's live log: WORKDIR/logs/JOB.log, each line prefixed with the UTC time it was read.
+
+Line format: `2026-11-25T03:30:01.123Z ` then the line as UTF-8 (bytes that are
+not UTF-8 become U+FFFD, so the log is always valid text), then its newline. A last line without a
+newline is written at EOF, prefixed too. The copier drains the build's pipe
+as fast as it can, so the build never blocks on a full pipe, and flushes each
+line so that a log server sees it at once. WORKDIR/logs/JOB.ended marks a log
+that is complete: jobrun writes it when the job is over.
+"""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+READ_SIZE = 65536
+
+
+def line_time(now: float | None = None) -> bytes:
+    """The prefix of a line read at `now`: its UTC time to the millisecond."""
+    now = time.time() if now is None else now
+    millis = int(now * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000)).encode() + b".%03dZ " % (millis % 1000)
+
+
+def ended_marker(log_path: Path) -> Path:
+    return Path(log_path).with_suffix(".ended")
+
+
+class LogCopier:
+    """Copies a pipe into a log file, line by line with times, in a thread of its own."""
+
+    def __init__(self, pipe_fd: int, log_path: Path):
+        self.pipe_fd, self.log_path = pipe_fd, Path(log_path)
+        self.thread = threading.Thread(target=self._copy, name=f"log copier {self.log_path.name}", daemon=True)
+
+    def start(self) -> "LogCopier":
+        self.thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Whether the copier reached EOF (a daemon the build left behind may hold the pipe open)."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def _copy(self) -> None:
+        with open(self.log_path, "ab") as log:
+            partial = b""
+            while chunk := _read(self.pipe_fd):
+                partial = _write_lines(log, partial + chunk)
+            if partial:
+                log.write(line_time() + _text(partial) + b"\n")
+                log.flush()
+        os.close(self.pipe_fd)
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, READ_SIZE)
+    except OSError:  # the pipe is gone: nothing more will come
+        return b""
+
+
+def _write_lines(log, data: bytes) -> bytes:
+    """Write the complete lines of `data`, each with its time; what is left (no newline yet)."""
+    *lines, rest = data.split(b"\n")
+    if lines:
+        stamp = line_time()
+        log.write(b"".join(stamp + _text(line) + b"\n" for line in lines))
+        log.flush()
+    if len(rest) > READ_SIZE:  # a line that never ends (a progress bar): show it in pieces
+        log.write(line_time() + _text(rest) + b"\n")
+        log.flush()
+        return b""
+    return rest
+
+
+def _text(line: bytes) -> bytes:
+    return line.decode("utf-8", "replace").encode("utf-8")

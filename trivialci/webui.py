@@ -1,0 +1,225 @@
+"""The hub's web UI: read-only pages of jobs, queue, workers and events, served beside the hub's loop.
+
+    /                      jobs, newest first, 50 a page (?page=N)
+    /jobs/JOB              a job: record, live log link (its "log_url"), stored log, artifacts
+    /jobs/JOB/log          the stored log.txt, as text/plain
+    /jobs/JOB/files/NAME   a stored artifact, as a download
+    /queue  /workers  /events
+    /events/log/WHERE/DAY/NAME.log   the .log of a handled event (done/ or failed/, today or yesterday)
+    /badge/BRANCH.svg      the status of the newest job of BRANCH
+
+Every page has a JSON twin: the same path with `.json` (`/index.json` for /),
+or `Accept: application/json`. The server runs in its own daemon thread and
+only reads files, so it can never hold up the hub's loop. It serves nothing but
+state/, done/, failed/, the heartbeats and the artifact store: job ids must be
+job ids, artifact names store keys, and any path with '..' (encoded or not) is
+a 404. It binds 127.0.0.1 unless told otherwise.
+"""
+
+import json
+import re
+import secrets
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from . import webhtml, webviews
+from .errors import BadInput
+from .jobs import is_job_id
+from .store import ArtifactStore, is_key
+from .webdata import WebData
+
+DEFAULT_HOST = "127.0.0.1"
+MAX_PAGE = 100000
+JOB_PATH = re.compile(r"/jobs/([^/]+)(\.json)?\Z")
+PAGES = {"/": "jobs", "/index.json": "jobs", "/queue": "queue", "/workers": "workers", "/events": "events"}
+
+
+class WebUI:
+    """A running web UI; close() stops it and joins its thread."""
+
+    def __init__(self, spool, store: ArtifactStore | None, host: str = DEFAULT_HOST, port: int = 0):
+        handler = type("Handler", (Handler,), {"data": WebData(spool, store)})
+        try:
+            self.server = ThreadingHTTPServer((host, port), handler)
+        except OSError as error:
+            raise BadInput(f"the web UI cannot listen on {host}:{port}: {error.strerror}; "
+                           "pick another --ui HOST:PORT (port 0 picks a free one)") from None
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="trivialci-webui", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """HOST:PORT as given to --ui; BadInput for a person when it is not one."""
+    host, _, port = (text or "").rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise BadInput(f"--ui {text!r} is not HOST:PORT: write e.g. 127.0.0.1:8080 (port 0 picks a free one)")
+    return host.strip("[]"), int(port)
+
+
+def free_address(text: str) -> str:
+    """HOST:PORT itself when that port is free now, else HOST:N with a port that was free a moment ago."""
+    host, port = parse_address(text)
+    for candidate in (port, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return f"{host}:{probe.getsockname()[1]}"
+    raise BadInput(f"the web UI cannot listen on {host}: no port there is free; pass --ui HOST:PORT or --ui off")
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request: route it, answer with security headers, never raise into the server."""
+
+    data: WebData
+
+    def version_string(self) -> str:
+        return "TrivialCi"
+
+    def do_GET(self):
+        try:
+            self.route(urlsplit(self.path))
+        except Exception as error:  # a page that fails must not take the server down
+            self.send_text(500, f"the web UI failed on this page: {error!r}\n")
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def log_message(self, format, *args):
+        pass  # the hub's log is for the hub's events, not for every page view
+
+    def route(self, url) -> None:
+        raw = url.path
+        path = unquote(raw)
+        if ".." in path or "\\" in path or "\0" in path or ".." in unquote(path):
+            return self.not_found()
+        wants_json = "application/json" in (self.headers.get("Accept") or "") or path.endswith(".json")
+        base = path[:-5] if path.endswith(".json") and path != "/index.json" else path
+        if base in PAGES:
+            return self.page(PAGES[base], url, wants_json)
+        if path.startswith("/badge/") and path.endswith(".svg"):
+            return self.badge(path[len("/badge/"):-len(".svg")])
+        if path.startswith("/events/log/"):
+            return self.event_log(path[len("/events/log/"):].split("/"))
+        return self.job_route(raw, wants_json)
+
+    def job_route(self, raw: str, wants_json: bool) -> None:
+        parts = raw.split("/")  # the raw path: a '/' encoded inside a file name stays in that name
+        if len(parts) < 3 or parts[1] != "jobs" or not is_job_id(parts[2].removesuffix(".json")):
+            return self.not_found()
+        job_id = parts[2].removesuffix(".json")
+        if len(parts) == 3:
+            return self.job_page(job_id, wants_json or parts[2].endswith(".json"))
+        if parts[3:] == ["log"]:
+            return self.stored_text(f"jobs/{job_id}/log.txt")
+        if len(parts) >= 5 and parts[3] == "files":
+            return self.artifact(job_id, unquote("/".join(parts[4:])))
+        return self.not_found()
+
+    # --- pages ----------------------------------------------------------
+
+    def page(self, name: str, url, wants_json: bool) -> None:
+        if name == "jobs":
+            page = _page_number(parse_qs(url.query).get("page", ["0"])[0])
+            data = self.data.jobs_page(page)
+            return self.send_view("jobs", data, webviews.jobs_view(data), wants_json)
+        if name == "queue":
+            data = self.data.queue()
+            return self.send_view("queue", data, webviews.queue_view(data), wants_json)
+        if name == "workers":
+            workers = self.data.workers()
+            return self.send_view("workers", {"workers": workers}, webviews.workers_view(workers), wants_json)
+        events = self.data.events()
+        return self.send_view("events", {"events": events}, webviews.events_view(events), wants_json)
+
+    def job_page(self, job_id: str, wants_json: bool) -> None:
+        data = self.data.job(job_id)
+        if data is None:
+            return self.not_found(f"no job {job_id} in the hub's state/ or the artifact store\n")
+        self.send_view(f"job {job_id}", data, webviews.job_view(job_id, data), wants_json)
+
+    def send_view(self, title: str, data: dict, view: list[dict], wants_json: bool) -> None:
+        if wants_json:
+            body = json.dumps({**data, "view": view}, indent=1).encode()
+            return self.send(200, "application/json", body)
+        nonce = secrets.token_urlsafe(18)
+        self.send(200, "text/html; charset=utf-8", webhtml.page(title, view, nonce).encode(), nonce)
+
+    # --- files ----------------------------------------------------------
+
+    def stored_text(self, key: str) -> None:
+        data = self.data.stored_bytes(key)
+        if data is None:
+            return self.not_found("not in the artifact store\n")
+        self.send(200, "text/plain; charset=utf-8", data)
+
+    def artifact(self, job_id: str, name: str) -> None:
+        key = f"jobs/{job_id}/files/{name}"
+        data = self.data.stored_bytes(key) if is_key(key) else None
+        if data is None:
+            return self.not_found("no such artifact\n")
+        filename = Path(name).name
+        self.send(200, "application/octet-stream", data,
+                  extra={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"})
+
+    def event_log(self, parts: list[str]) -> None:
+        data = self.data.event_log(*parts) if len(parts) == 3 else None
+        if data is None:
+            return self.not_found("no such log of today's or yesterday's events\n")
+        self.send(200, "text/plain; charset=utf-8", data)
+
+    def badge(self, branch: str) -> None:
+        svg = webhtml.badge("build", self.data.branch_status(branch))
+        self.send(200, "image/svg+xml; charset=utf-8", svg.encode())
+
+    # --- answers --------------------------------------------------------
+
+    def not_found(self, text: str = "not found\n") -> None:
+        self.send_text(404, text)
+
+    def send_text(self, status: int, text: str) -> None:
+        self.send(status, "text/plain; charset=utf-8", text.encode())
+
+    def send(self, status: int, content_type: str, body: bytes, nonce: str | None = None, extra=None) -> None:
+        self.send_response(status)
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **security_headers(nonce),
+                   "Cache-Control": "no-store", "Vary": "Accept", **(extra or {})}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def security_headers(nonce: str | None) -> dict:
+    """No sniffing, no referrer, no framing, and scripts and styles only by this response's nonce."""
+    allowed = f"'nonce-{nonce}'" if nonce else "'none'"
+    policy = (f"default-src 'none'; script-src {allowed}; style-src {allowed}; connect-src 'self'; "
+              "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": policy,
+            "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+
+
+def _page_number(text: str) -> int:
+    return min(int(text), MAX_PAGE) if text.isdigit() else 0
