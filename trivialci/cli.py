@@ -148,7 +148,8 @@ def hub(spool, ui, **options):
         return run_node(hub_dir(spool), options, advertise={})
     store = open_store(options["store"]) if options["store"] else None
     with webui.WebUI(spool, store, *webui.parse_address(ui)) as server:
-        click.echo(f"hub: web UI at {server.url}", err=True)
+        _setup_logging()
+        log.info("hub: web UI at %s", server.url)
         run_node(hub_dir(spool), options, advertise={"ui_url": server.url})
 
 
@@ -376,6 +377,8 @@ def _default_worker_name() -> str:
 
 
 def _setup_logging() -> None:
+    if log.handlers:
+        return  # already set up by this command
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
