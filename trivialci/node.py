@@ -34,7 +34,7 @@ from .heartbeat import HEARTBEAT_SECONDS, remove_heartbeat, write_heartbeat
 from .inbox import InboxTracker
 from .layout import NodeDir
 from .lock import NodeLock
-from .record import Outcome, Status, record
+from .record import Outcome, record
 from .recovery import recover
 
 log = logging.getLogger("trivialci")
