@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# boto3, looking for credentials that a test left out on purpose, would ask an EC2 instance's metadata
+# address: tests talk to 127.0.0.1 only.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 def wait_for(condition, timeout=15.0, interval=0.02, message="condition"):
@@ -170,3 +173,25 @@ def no_leaked_processes(request):
         except ProcessLookupError:
             pass
     assert not leaked, f"test left processes running on {tmp}: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One moto S3 server for the session (tests take a fresh bucket in it); skipped without moto or boto3."""
+    pytest.importorskip("boto3", reason="boto3 is not installed: pip install -e '.[test]' to test S3 stores")
+    pytest.importorskip("moto.server", reason="moto[server] is not installed: pip install -e '.[test]' to test S3 stores")
+    from s3server import MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch) -> dict[str, str]:
+    """This process and its children reach the test S3 server (and no other credentials or profile)."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return s3_server.env()

@@ -140,8 +140,13 @@ def test_a_store_that_is_not_there_is_refused_in_one_line(tmp_path):
     for command in (["list"], ["show", job_id(1)], ["log", job_id(1)]):
         line = refusal(run_cli("history", *command, "--store", tmp_path / "nothing-here"))
         assert line.startswith(f"Error: no artifact store at {tmp_path / 'nothing-here'}: ")
-    assert "S3 stores are not available yet" in refusal(run_cli("history", "list", "--store", "s3://bucket/ci"))
     assert "three slashes" in refusal(run_cli("history", "list", "--store", "file://relative/dir"))
+
+
+def test_an_s3_bucket_that_is_not_there_is_refused_in_one_line(s3_env):
+    for command in (["list"], ["show", job_id(1)], ["log", job_id(1)]):
+        line = refusal(run_cli("history", *command, "--store", "s3://no-such-bucket/ci"))
+        assert line.startswith("Error: no S3 bucket no-such-bucket for the artifact store s3://no-such-bucket/ci")
 
 
 def test_an_empty_store_has_no_jobs(tmp_path):

@@ -9,13 +9,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "trivialci"
 CORE = ["trivialci", "trivialci.node", "trivialci.delivery", "trivialci.claim", "trivialci.record",
         "trivialci.recovery", "trivialci.runner", "trivialci.event", "trivialci.layout", "trivialci.atomic",
-        "trivialci.lock", "trivialci.inbox", "trivialci.status"]
-HEAVY = ["click", "watchdog", "boto3"]
+        "trivialci.lock", "trivialci.inbox", "trivialci.status", "trivialci.store", "trivialci.history"]
+HEAVY = ["click", "watchdog", "boto3", "botocore"]
 # Which module alone may import each dependency (relative to trivialci/).
-ONLY_IMPORTER = {"click": "cli.py", "watchdog": "watcher.py"}
+ONLY_IMPORTER = {"click": "cli.py", "watchdog": "watcher.py", "boto3": "store/s3.py", "botocore": "store/s3.py"}
 
 
-def test_importing_the_core_loads_no_click_watchdog_or_boto3():
+def test_importing_the_core_and_the_store_loads_no_click_watchdog_or_boto3():
     probe = (f"import sys\nimport {', '.join(CORE)}\n"
              f"print(__import__('json').dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
@@ -64,7 +64,10 @@ def test_nothing_in_the_package_imports_the_cli():
 def test_only_the_watcher_imports_watchdog_and_only_the_cli_imports_click():
     for dependency, module in ONLY_IMPORTER.items():
         assert importers_of(dependency) <= {module}, f"only {module} may import {dependency}"
-    assert importers_of("boto3") <= {"store/s3.py"}
+
+
+def test_only_open_store_loads_the_s3_backend():
+    assert importers_of("trivialci.store.s3") <= {"store/__init__.py"}, "boto3 is loaded for an s3:// URL alone"
 
 
 def test_only_the_cli_starts_the_log_server():

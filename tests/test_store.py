@@ -5,6 +5,7 @@ Every test that takes the `store` fixture runs once per backend in STORE_BACKEND
 
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -21,15 +22,23 @@ def directory_store(tmp_path: Path) -> ArtifactStore:
     return open_store((tmp_path / "store").as_uri())
 
 
-# A backend joins the contract suite with one line here: name -> factory(tmp_path) -> a new, empty store.
+def s3_store(request) -> ArtifactStore:
+    """A fresh bucket on the session's moto server, under a prefix (so that the prefix is joined too)."""
+    request.getfixturevalue("s3_env")  # this process and the writers it starts reach that server
+    return open_store(f"s3://{request.getfixturevalue('s3_server').new_bucket()}/ci")
+
+
+# A backend joins the contract suite with one line here: name -> factory(request) -> a new, empty store
+# (request.getfixturevalue gives a factory tmp_path, or a server it needs).
 STORE_BACKENDS = {
-    "directory": directory_store,
+    "directory": lambda request: directory_store(request.getfixturevalue("tmp_path")),
+    "s3": s3_store,
 }
 
 
 @pytest.fixture(params=sorted(STORE_BACKENDS))
-def store(request, tmp_path) -> ArtifactStore:
-    return STORE_BACKENDS[request.param](tmp_path)
+def store(request) -> ArtifactStore:
+    return STORE_BACKENDS[request.param](request)
 
 
 def tree_of(root: Path) -> dict[str, bytes | str]:
@@ -374,6 +383,97 @@ def test_listing_the_children_of_jobs_reads_no_file_and_stats_nothing(tmp_path, 
     assert counting.calls == {"open": 2, "stat": 0, "lstat": 0, "scandir": 0, "listdir": 1}, "open DIR, jobs/; list"
 
 
+# --- the S3 backend --------------------------------------------------------------------------
+
+@pytest.fixture
+def s3(request) -> ArtifactStore:
+    return s3_store(request)
+
+
+def s3_operations(store) -> list[str]:
+    """The S3 operations `store` sends from now on, by name, as botocore's events report them."""
+    sent = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: sent.append(model.name))
+    return sent
+
+
+def test_s3_listings_are_paginated_and_list_children_reads_no_object(s3):
+    names = [f"{number:04d}" for number in range(1003)]  # over ListObjectsV2's 1,000 a page
+    for name in names:
+        s3.client.put_object(Bucket=s3.bucket, Key=f"ci/jobs/{name}/job.json", Body=b"{}")
+    sent = s3_operations(s3)
+    assert s3.list_children("jobs/") == names
+    assert sent == ["ListObjectsV2", "ListObjectsV2"], "two pages of common prefixes, no object read"
+    assert s3.list_keys("jobs") == [f"jobs/{name}/job.json" for name in names]
+
+
+def test_a_large_file_goes_up_to_s3_in_parts_and_comes_back_whole(s3, tmp_path):
+    big = os.urandom(17 * 1024 * 1024 + 5)  # over the 16 MiB multipart threshold
+    (tmp_path / "big.bin").write_bytes(big)
+    sent = s3_operations(s3)
+    s3.put_file("jobs/a/files/big.bin", tmp_path / "big.bin")
+    assert sent.count("UploadPart") == 2 and "CompleteMultipartUpload" in sent and "PutObject" not in sent
+    assert s3.get_bytes("jobs/a/files/big.bin") == big
+
+
+def test_s3_objects_that_are_no_keys_are_not_listed(s3):
+    s3.put_bytes("jobs/a/job.json", b"{}")
+    for stray in ("ci/jobs//x", "ci/.tmp/y", "elsewhere/jobs/b/job.json", "ci"):
+        s3.client.put_object(Bucket=s3.bucket, Key=stray, Body=b"not a key of the store")
+    assert s3.list_children("") == ["jobs"]
+    assert s3.list_children("jobs/") == ["a"]
+    assert s3.list_keys("") == ["jobs/a/job.json"]
+
+
+def test_an_s3_bucket_that_is_not_there_is_store_missing_with_what_to_do(s3_env):
+    store = open_store("s3://no-such-bucket-here/ci")
+    for attempt in (lambda: store.get_bytes("jobs/a/job.json"), lambda: store.list_children("jobs/"),
+                    lambda: store.list_keys(""), lambda: store.put_bytes("jobs/a/job.json", b"{}")):
+        with pytest.raises(StoreMissing, match="no S3 bucket no-such-bucket-here .*aws s3 mb s3://no-such-bucket-here"):
+            attempt()
+
+
+def test_an_unreachable_s3_endpoint_is_store_unavailable_naming_the_variable(s3_env, monkeypatch):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("TRIVIALCI_S3_ENDPOINT_URL", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    store = open_store("s3://bucket/ci")
+    with pytest.raises(StoreUnavailable, match="cannot reach the S3 server .*TRIVIALCI_S3_ENDPOINT_URL"):
+        store.get_bytes("jobs/a/job.json")
+
+
+def test_the_cli_says_in_one_line_that_s3_credentials_are_missing(s3_env, tmp_path):
+    env = {**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(name)
+    done = subprocess.run([sys.executable, "-m", "trivialci", "history", "list", "--store", "s3://bucket/ci"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 4
+    assert "no S3 credentials" in done.stderr and "AWS_ACCESS_KEY_ID" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_s3_access_denied_is_store_unavailable_saying_to_check_the_credentials(s3_env, tmp_path, monkeypatch):
+    from s3server import MotoServer  # after s3_env: it skipped the test if moto is not installed
+
+    strict = MotoServer(tmp_path / "strict-moto.log", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # checks keys
+    try:
+        monkeypatch.setenv("TRIVIALCI_S3_ENDPOINT_URL", strict.endpoint)
+        store = open_store("s3://bucket/ci")
+        for attempt in (lambda: store.put_bytes("jobs/a/job.json", b"{}"), lambda: store.get_bytes("jobs/a/job.json")):
+            with pytest.raises(StoreUnavailable, match="access denied to .* jobs/a/job.json .*check the credentials"):
+                attempt()
+    finally:
+        strict.stop()
+
+
+def test_s3_urls_open_with_the_prefix_joined_cleanly(s3_env):
+    for url, shown, root in [("s3://bucket", "s3://bucket", ""), ("s3://bucket/", "s3://bucket", ""),
+                             ("s3://bucket/ci/", "s3://bucket/ci", "ci/"), ("s3://b.k-t/a/b", "s3://b.k-t/a/b", "a/b/")]:
+        store = open_store(url)
+        assert (store.url, store.bucket, store.root) == (shown, url.split("/")[2], root)
+
+
 # --- opening a store -------------------------------------------------------------------------
 
 def test_open_store_takes_file_urls_and_plain_paths(tmp_path, monkeypatch):
@@ -389,7 +489,11 @@ def test_open_store_takes_file_urls_and_plain_paths(tmp_path, monkeypatch):
     ("file:relative", "three slashes"),
     ("file://", "three slashes"),
     ("file:///srv/store?x=1", "%3F"),
-    ("s3://bucket/prefix", "S3 stores are not available yet: use file://DIR"),
+    ("s3://", "not an S3 store URL: write s3://BUCKET/PREFIX"),
+    ("s3:///prefix", "not an S3 store URL"),
+    ("s3://Bad_Bucket/ci", "lowercase letters"),
+    ("s3://bucket/ci?x=1", "not an S3 store URL"),
+    ("s3://bucket/../x", "bad artifact store key"),
     ("http://example.com/store", "unknown artifact store URL"),
     ("", "no artifact store given: pass --store .*TRIVIALCI_STORE"),
     (None, "no artifact store given"),

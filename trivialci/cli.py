@@ -105,7 +105,8 @@ def node_options(function):
         click.option("--tick", default=None, type=click.FloatRange(min=0.1),
                      help="Drop a `tick` event into its own inbox every SECONDS (when the pipeline has a tick script)."),
         click.option("--store", default=None, envvar="TRIVIALCI_STORE",
-                     help="Artifact store URL for the scripts (file://DIR), as TRIVIALCI_STORE. Env: TRIVIALCI_STORE."),
+                     help="Artifact store URL for the scripts (file://DIR or s3://BUCKET/PREFIX), as "
+                          "TRIVIALCI_STORE. Env: TRIVIALCI_STORE."),
         click.option("--workdir", default=None, type=click.Path(file_okay=False),
                      help="This node's own disk (git mirrors, job checkouts), as TRIVIALCI_WORKDIR "
                           "[default: ~/.cache/trivialci/NODE]."),
@@ -291,7 +292,8 @@ def history():
 
 def store_option(function):
     return click.option("--store", envvar=STORE_ENV, metavar="URL",
-                        help=f"The artifact store: file:///DIR or a directory. Env: {STORE_ENV}.")(function)
+                        help=f"The artifact store: file:///DIR, a directory or s3://BUCKET/PREFIX. "
+                             f"Env: {STORE_ENV}.")(function)
 
 
 @history.command("list")

@@ -7,8 +7,8 @@ A store maps keys to bytes. Jobs write, and `trivialci history` reads:
     jobs/JOB/files/...      its artifacts, under the names they had in $TRIVIALCI_ARTIFACTS
 
 A store is opened from a URL: `file:///ABSOLUTE/DIR` or a plain directory path
-(the directory backend, store/directory.py); `s3://BUCKET/PREFIX` is reserved
-for the S3 backend (store/s3.py, the only module that may import boto3).
+(the directory backend, store/directory.py), or `s3://BUCKET/PREFIX` (the S3
+backend, store/s3.py: the only module that imports boto3, loaded only for such a URL).
 
 Keys are relative, '/'-separated paths of UTF-8 text, at most 1024 bytes, with
 segments of at most 255 bytes. They have no empty, '.' or '..' segment, no
@@ -111,17 +111,28 @@ class ArtifactStore:
 
 
 def open_store(url) -> ArtifactStore:
-    """The store at `url`: file:///ABSOLUTE/DIR or a directory path; s3:// is not available yet."""
+    """The store at `url`: file:///ABSOLUTE/DIR, a directory path, or s3://BUCKET/PREFIX."""
     if not url:
         raise BadInput(f"no artifact store given: pass --store file:///DIR (or a directory), or set ${STORE_ENV}")
     url = os.fspath(url)
     if url.startswith("s3://"):
-        raise BadInput("S3 stores are not available yet: use file://DIR")
+        return _s3_store(url)
     if url.startswith("file:"):
         return DirectoryStore(_file_url_path(url))
     if _URL_SCHEME.match(url):
-        raise BadInput(f"unknown artifact store URL {url!r}: use file:///ABSOLUTE/DIR or a directory path")
+        raise BadInput(f"unknown artifact store URL {url!r}: use file:///ABSOLUTE/DIR, a directory path "
+                       "or s3://BUCKET/PREFIX")
     return DirectoryStore(url)
+
+
+def _s3_store(url: str) -> ArtifactStore:
+    """An S3Store; boto3 is imported here, at the first s3:// URL, so that file stores never load it."""
+    try:
+        from .s3 import S3Store
+    except ImportError as error:
+        raise StoreUnavailable(f"cannot open {url}: S3 stores need boto3 ({error}); "
+                               "install it with pip install 'trivialci[s3]'") from None
+    return S3Store(url)
 
 
 def _file_url_path(url: str) -> str:
