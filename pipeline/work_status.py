@@ -4,8 +4,12 @@ import json
 import os
 import sys
 
+from trivialci import TrivialCiError
 from trivialci.hubstate import HubState
 
 payload = json.load(sys.stdin)
-job = HubState.open(os.environ["TRIVIALCI_SPOOL"]).apply_status(payload)
+try:
+    job = HubState.open(os.environ["TRIVIALCI_SPOOL"]).apply_status(payload)
+except TrivialCiError as refusal:  # e.g. a job id that is not a file name: nothing is written
+    sys.exit(f"refused: {refusal}")
 print(f"{payload['job']}: {payload['status']} (now {job.get('status')}, attempt {job.get('attempt')})")

@@ -103,3 +103,20 @@ def test_the_work_required_that_names_the_attempt_frees_the_worker(spool):
     scheduling.dispatch(state)
     assert scheduling.worker_ready(state, {"worker": "w1", "kind": "build", "after": "j1", "attempt": 1})
     assert state.worker("w1")["state"] == "idle"
+
+
+def test_event_values_that_are_not_file_names_are_refused_and_write_nothing(spool):
+    import pytest
+
+    from trivialci import scheduling
+    from trivialci.errors import BadInput
+
+    state = make_state(spool)
+    before = sorted(p for p in spool.rglob("*"))
+    with pytest.raises(BadInput):
+        state.apply_status(queued("../../inbox/evil", "2026-11-25T00:00:00.000Z"))
+    with pytest.raises(BadInput):
+        state.apply_status(queued("j1", "2026-11-25T00:00:00.000Z", kind="../../inbox"))
+    with pytest.raises(BadInput):
+        scheduling.worker_ready(state, {"worker": "../../inbox/evil", "kind": "build"})
+    assert sorted(p for p in spool.rglob("*")) == before

@@ -19,15 +19,18 @@ next HubState.open() replays the hub's done/ through the same `apply`.
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
 from .atomic import write_atomically
+from .errors import BadInput
 from .jobs import FINAL, RUNNING, JobStatus, iso_now, seconds_between
 from .layout import hub_dir
 
 REPLAYED = ("work_status", "work_required")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")  # event values that become file names
 RANK = {JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2}
 
 
@@ -94,10 +97,13 @@ class HubState:
 
     def apply_status(self, update: dict) -> dict:
         """Merge a status change into its job, unless it is older than what is known."""
-        current = self.job(update["job"]) or {}
+        current = self.job(check_name(update.get("job"), "job id")) or {}
         if not _is_news(current, update):
             return current
         job = _merged(current, update)
+        check_name(job.get("kind"), "kind")
+        if job.get("worker") is not None:
+            check_name(job["worker"], "worker name")
         self._file_queue_entry(job)
         self._file_branch_entry(job)
         if JobStatus(job["status"]) in RUNNING and job.get("worker"):
@@ -106,6 +112,7 @@ class HubState:
         return job
 
     def set_worker(self, name: str, kind: str, state: str, job: str | None) -> None:
+        check_name(name, "worker name")
         record = {"name": name, "kind": kind, "state": state, "job": job, "since": iso_now()}
         self._write(self.root / "workers" / f"{name}.json", record)
 
@@ -135,7 +142,10 @@ class HubState:
         self.root.mkdir(parents=True, exist_ok=True)
         applied = 0
         for event_type, payload in self._handled_events():
-            self.apply(event_type, payload)
+            try:
+                self.apply(event_type, payload)
+            except (BadInput, KeyError, ValueError):
+                continue  # an event the hub refused when it came; it changed nothing then either
             applied += 1
         self._write(self.root / ".built", {"rebuilt": iso_now(), "events": applied})
         return applied
@@ -156,6 +166,13 @@ class HubState:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
         write_atomically(path, data, self.node_dir.tmp, sync_dir=False)
+
+
+def check_name(value, what: str) -> str:
+    """A job id, kind or worker name from an event, checked before it names a file under state/."""
+    if not isinstance(value, str) or not SAFE_NAME.match(value):
+        raise BadInput(f"bad {what} {value!r}: 1-63 letters, digits, '_' or '-', starting with a letter or digit")
+    return value
 
 
 def _is_news(current: dict, update: dict) -> bool:

@@ -19,7 +19,9 @@ import os
 import time
 
 from .delivery import emit
-from .hubstate import HubState, heartbeat_age
+from .heartbeat import read_heartbeat
+from .hubstate import HubState, check_name, heartbeat_age
+from .layout import worker_dir
 from .jobs import RUNNING, JobStatus, iso_now
 from .store import open_store
 
@@ -132,7 +134,8 @@ def worker_ready(state: HubState, payload: dict) -> bool:
     other request is an echo of the past, unless the worker's process changed
     since the hand-over (it restarted): then that job is lost and queued again.
     """
-    name, current = payload["worker"], state.worker(payload["worker"])
+    name = check_name(payload.get("worker"), "worker name")
+    current = state.worker(name)
     job = state.job(current["job"]) if current and current["state"] == "busy" and current.get("job") else None
     if job and JobStatus(job["status"]) in RUNNING and job.get("worker") == name:
         finished = (payload.get("after"), payload.get("attempt")) == (job["job"], job["attempt"])
@@ -144,22 +147,21 @@ def worker_ready(state: HubState, payload: dict) -> bool:
     return True
 
 
+def _heartbeat(state: HubState, worker: str) -> dict:
+    """The worker's worker.json, or {} when it has none (stopped, or never started)."""
+    return read_heartbeat(worker_dir(state.node_dir.spool, worker).heartbeat) or {}
+
+
 def _process_of(state: HubState, worker: str) -> str | None:
     """"pid@host" of the process that runs a worker now, from its heartbeat."""
-    try:
-        beat = json.loads((state.node_dir.spool / "workers" / worker / "worker.json").read_text())
-        return f"{beat['pid']}@{beat['host']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    beat = _heartbeat(state, worker)
+    return f"{beat['pid']}@{beat['host']}" if "pid" in beat and "host" in beat else None
 
 
 def _log_url_of(state: HubState, worker: str, job_id: str) -> str | None:
     """Where the worker serves the job's live log, from the log_url in its heartbeat (None: it serves none)."""
-    try:
-        base = json.loads((state.node_dir.spool / "workers" / worker / "worker.json").read_text())["log_url"]
-        return f"{base.rstrip('/')}/logs/{job_id}" if isinstance(base, str) and base else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    base = _heartbeat(state, worker).get("log_url")
+    return f"{base.rstrip('/')}/logs/{job_id}" if isinstance(base, str) and base else None
 
 
 def _lose(state: HubState, job: dict, reason: str) -> None:

@@ -11,7 +11,6 @@ Defaults (each can be given instead):
     workdir    $XDG_CACHE_HOME/trivialci        (~/.cache/trivialci)
 """
 
-import json
 import os
 import signal
 import socket
@@ -20,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from .layout import worker_names
+from .heartbeat import read_heartbeat
+from .layout import worker_dir, worker_names
 
 TICK_SECONDS = 10.0  # lost workers are noticed within LOST_AFTER + this; each tick is a file in done/
 WATCH_SECONDS = 2.0
@@ -83,10 +83,7 @@ def local_worker_pids(spool: Path) -> list[int]:
     """Pids of the workers whose heartbeat says they run on this host."""
     pids = []
     for name in worker_names(spool):
-        try:
-            beat = json.loads((Path(spool) / "workers" / name / "worker.json").read_text())
-        except (OSError, ValueError):
-            continue
+        beat = read_heartbeat(worker_dir(spool, name).heartbeat) or {}
         if beat.get("host") == socket.gethostname() and isinstance(beat.get("pid"), int):
             pids.append(beat["pid"])
     return pids
