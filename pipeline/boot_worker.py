@@ -14,7 +14,7 @@ import sys
 from trivialci.scheduling import LOST_AFTER
 
 PER_EVENT = {"EVENT", "EVENT_ID", "EVENT_FILE", "ATTEMPT", "LOG", "NODE", "NODE_DIR", "SPOOL", "PIPELINE", "KIND",
-             "WORKER", "STORE", "WORKDIR", "UI_URL", "LOG_URL"}
+             "WORKER", "STORE", "WORKDIR", "UI_URL", "LOG_URL", "OUTBOX"}
 
 payload = json.load(sys.stdin)
 spool, name, kind = os.environ["TRIVIALCI_SPOOL"], payload["name"], payload["kind"]

@@ -138,7 +138,8 @@ def test_the_running_gitwatcher_survives_an_unreachable_repository(spool, tmp_pa
     sha = origin.commit({"README": "back\n"})
     wait_for(lambda: inbox_events(spool), message="the repository to be polled again")
     assert take_events(spool) == [update(origin, "main", None, sha)]
-    assert watcher.stderr().count("trying again") == 1 and "works again" in watcher.stderr()
+    wait_for(lambda: "works again" in watcher.stderr(), message="the recovery to be logged (after the poll's event)")
+    assert watcher.stderr().count("trying again") == 1
     assert watcher.stop(signal.SIGINT) == 0
 
 

@@ -60,7 +60,7 @@ class Claim:
 
     @property
     def log_path(self) -> Path:
-        return self.node_dir.work / f"{self.id}.log"
+        return self.node_dir.logs / f"{self.id}.log"
 
     @property
     def result_path(self) -> Path:

@@ -5,6 +5,7 @@ and an exit status (docs/protocol.md, "Exit statuses"); a traceback is shown
 only for a bug, and only with TRIVIALCI_DEBUG=1.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from .layout import check_node_name, hub_dir, worker_dir
 from .node import Node, NodeConfig
 from .status import format_status, spool_status
 from .store import STORE_ENV, open_store
-from . import git, pipelinesource, requests, webui
+from . import git, mounts, pipelinesource, requests, webui
 from . import up as up_tree
 from .hubstate import HubState
 from .jobs import is_job_id
@@ -164,18 +165,28 @@ def hub(spool, ui, **options):
 @click.option("--hub-ui", default=None, envvar="TRIVIALCI_HUB_UI",
               help="The hub's web UI, where the log server sends requests for logs it no longer has. "
                    "Env: TRIVIALCI_HUB_UI.")
+@click.option("--outbox", "outbox_mode", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, envvar="TRIVIALCI_WORKER_OUTBOX",
+              help="Keep what the scripts send the hub, and their logs while they run, on the worker's own disk "
+                   "(WORKDIR/outbox, WORKDIR/event-logs) until the spool takes them; auto: when the spool is on a "
+                   "network or FUSE mount, which can go away. Env: TRIVIALCI_WORKER_OUTBOX.")
 @node_options
-def worker(spool, name, kind, log_listen, hub_ui, **options):
+def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, **options):
     """Run a worker: the same loop on SPOOL/workers/NAME/, with worker.json as its heartbeat."""
     check_node_name(name)
     listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name}
+    workdir = Path(_workdir(options["workdir"], name))
+    node_dir, outbox = worker_dir(spool, name), None
+    if outbox_mode == "always" or (outbox_mode == "auto" and mounts.sees_other_machines(mounts.filesystem_type(spool))):
+        # On its own disk: its scripts' logs while they run, and what they send the hub until the hub has it.
+        node_dir, outbox = dataclasses.replace(node_dir, running_logs=workdir / "event-logs"), workdir / "outbox"
     if listen is None:
-        return run_node(worker_dir(spool, name), options, advertise=advertise, announce="worker_started")
-    logs = Path(_workdir(options["workdir"], name)) / "logs"
+        return run_node(node_dir, options, advertise=advertise, announce="worker_started", outbox=outbox)
+    logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with LogServer(logs, *listen, hub_ui=hub_ui) as log_server:
-        run_node(worker_dir(spool, name), options, advertise={**advertise, "log_url": log_server.url},
-                 announce="worker_started")
+        run_node(node_dir, options, advertise={**advertise, "log_url": log_server.url}, announce="worker_started",
+                 outbox=outbox)
 
 
 @cli.command("emit")
@@ -326,7 +337,7 @@ def history_log(job, store):
     click.echo(job_log(open_store(store), job), nl=False)
 
 
-def run_node(node_dir, options, advertise: dict, announce: str | None = None) -> None:
+def run_node(node_dir, options, advertise: dict, announce: str | None = None, outbox: Path | None = None) -> None:
     _setup_logging()
     advertise = {**advertise, "workdir": _workdir(options["workdir"], node_dir.node)}
     if options["store"]:
@@ -339,7 +350,7 @@ def run_node(node_dir, options, advertise: dict, announce: str | None = None) ->
         heartbeat=options["heartbeat"],
         jobs=options["jobs"], timeout=options["timeout"], grace=options["grace"],
         max_attempts=options["max_attempts"], poll=options["poll"], settle=options["settle"], rescan=options["rescan"],
-        advertise=advertise,
+        advertise=advertise, outbox=outbox,
     )
     with Node(node_dir, config) as node:
         log.info("%s: handling %s with scripts from %s (%d at a time)", node_dir.node, node_dir.inbox,

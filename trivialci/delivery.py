@@ -9,7 +9,7 @@ event survives a crash of this machine.
 import os
 from pathlib import Path
 
-from . import event
+from . import event, outbox
 from .atomic import write_atomically
 from .errors import BadInput, SpoolUnavailable
 from .layout import hub_dir, worker_dir
@@ -23,6 +23,8 @@ def emit(event_type: str, payload: dict, to: str = "hub", spool=None) -> Path:
     `to` is "hub", "worker:NAME", or the path of a node directory. `spool`
     defaults to $TRIVIALCI_SPOOL, which every script run by a node has.
     """
+    if to == "hub" and _goes_through_outbox(spool):
+        return outbox.put(Path(os.environ[outbox.OUTBOX_ENV]), event_type, payload)
     body = event.encode(payload)
     name = event.unique_name(event_type)
     root = resolve_target(to, spool)
@@ -30,6 +32,14 @@ def emit(event_type: str, payload: dict, to: str = "hub", spool=None) -> Path:
         return write_atomically(root / "inbox" / name, body, root / "tmp")
     except OSError as error:
         raise SpoolUnavailable(f"could not deliver {name} to {root}/inbox: {error.strerror or error}") from None
+
+
+def _goes_through_outbox(spool) -> bool:
+    """A worker's script sending to its own hub: yes. Anything else goes straight to the inbox."""
+    if not os.environ.get(outbox.OUTBOX_ENV):
+        return False
+    own = os.environ.get(SPOOL_ENV)
+    return spool is None or (own is not None and os.path.abspath(spool) == os.path.abspath(own))
 
 
 def resolve_target(to: str, spool=None) -> Path:

@@ -1,7 +1,9 @@
 """The inbox as a node sees it: what waits there, in arrival order, and what is complete.
 
 Arrival order is the order of the files' mtimes (a rename keeps the mtime of
-the finished write), then names. An entry is complete, and may be claimed, as
+the finished write), then of the names after their TYPE (the creation time, in
+the names programs make: a worker's outbox delivers several events within one
+tick of the filesystem's clock, in the order they were made), then names. An entry is complete, and may be claimed, as
 soon as any of these holds:
   - it is not a regular file (it will be refused, so there is nothing to wait for);
   - inotify reported its writer closed it (close-write);
@@ -38,7 +40,7 @@ class InboxTracker:
         self.inbox = inbox
         self.settle = settle
         self._unsettled: dict[str, Sighting] = {}
-        self._ready: list[tuple[int, str]] = []
+        self._ready: list[tuple[int, str, str]] = []
         self._ready_names: set[str] = set()
 
     def rescan(self) -> None:
@@ -69,7 +71,7 @@ class InboxTracker:
     def pop_ready(self) -> str | None:
         """The oldest complete entry not yet handed out, or None."""
         while self._ready:
-            _, name = heapq.heappop(self._ready)
+            *_, name = heapq.heappop(self._ready)
             if name in self._ready_names:
                 self._ready_names.discard(name)
                 return name
@@ -101,7 +103,7 @@ class InboxTracker:
     def _make_ready(self, name: str, mtime_ns: int) -> None:
         self._unsettled.pop(name, None)
         self._ready_names.add(name)
-        heapq.heappush(self._ready, (mtime_ns, name))
+        heapq.heappush(self._ready, (mtime_ns, name.partition(".")[2], name))
 
 
 def _holds_object(directory, name: str) -> bool:

@@ -50,8 +50,16 @@ class JobRun:
         self.record: dict = {}
 
     def is_stale(self) -> bool:
-        """Whether the hub moved on (a later attempt, a final status, another worker)."""
-        job = HubState(self.spool).job(self.id)
+        """Whether the hub moved on (a later attempt, a final status, another worker).
+
+        When the spool is out of reach the answer is no: the job goes on, and
+        the hub, which has the last word, ignores reports of an attempt it gave up.
+        """
+        try:
+            job = HubState(self.spool).job(self.id)
+        except OSError as error:
+            self._note(f"trivialci: cannot read the hub's state ({error.strerror or error}); going on")
+            return False
         return bool(job) and (job.get("attempt") != self.package["attempt"] or job.get("worker") != self.worker
                               or JobStatus(job["status"]) not in RUNNING)
 

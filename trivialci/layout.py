@@ -7,7 +7,10 @@
         worker.json           the worker's heartbeat
 
 Every node directory has the same shape; `state/` belongs to the hub and its
-scripts. Days are UTC days, `YYYY-MM-DD`.
+scripts. Days are UTC days, `YYYY-MM-DD`. A worker keeps the logs of the
+scripts it runs on its own disk while they run (`running_logs`), so that a
+script can always write its output, spool or no spool; a log joins its event
+in done/ or failed/ when that is recorded.
 """
 
 import os
@@ -28,6 +31,7 @@ class NodeDir:
 
     spool: Path
     node: str
+    running_logs: Path | None = None  # where running scripts write their logs, when not in work/
 
     @property
     def root(self) -> Path:
@@ -44,6 +48,7 @@ class NodeDir:
     failed = property(lambda self: self.root / "failed")
     state = property(lambda self: self.root / "state")
     lock = property(lambda self: self.root / "node.lock")
+    logs = property(lambda self: self.running_logs or self.work)
 
     @property
     def heartbeat(self) -> Path:
@@ -53,6 +58,7 @@ class NodeDir:
         """Make the directories a node needs (like mkdir -p)."""
         for name in SUBDIRS:
             (self.root / name).mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
         if self.is_hub:
             self.state.mkdir(exist_ok=True)
             (self.root / "workers").mkdir(exist_ok=True)

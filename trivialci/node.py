@@ -34,6 +34,7 @@ from .heartbeat import HEARTBEAT_SECONDS, remove_heartbeat, write_heartbeat
 from .inbox import InboxTracker
 from .layout import NodeDir
 from .lock import NodeLock
+from .outbox import OUTBOX_ENV, Forwarder, ForwarderThread, waiting
 from .record import Outcome, record
 from .recovery import recover
 
@@ -58,6 +59,7 @@ class NodeConfig:
     announce: str | None = None  # an event type dropped into its own inbox at start (if it has a script)
     tick: float | None = None  # drop a `tick` event into its own inbox every N seconds (if it has a script)
     advertise: dict = field(default_factory=dict)  # extra TRIVIALCI_* variables, and heartbeat fields
+    outbox: Path | None = None  # a worker's: its scripts' events for the hub wait there (see outbox.py)
 
 
 class Node:
@@ -71,6 +73,7 @@ class Node:
         self.held: deque[Claim] = deque()  # claimed, waiting to (re)start
         self.unrecorded: deque[Outcome] = deque()  # decided, not yet written down
         self.blocked_reason: str | None = None
+        self._inbox_unreadable = False
         self.stopping = False
         self._hurry = False
         self.polling_reason: str | None = None
@@ -83,6 +86,9 @@ class Node:
         self._due = {"rescan": 0.0, "heartbeat": 0.0, "reap": 0.0, "retry": 0.0, "tick": 0.0}
         self._pending_tick: Path | None = None
         self._script_env = {**os.environ, **{f"TRIVIALCI_{k.upper()}": str(v) for k, v in config.advertise.items()}}
+        self.forwarder: ForwarderThread | None = None
+        if config.outbox is not None:
+            self._script_env[OUTBOX_ENV] = str(config.outbox)
 
     # --- life cycle -------------------------------------------------------
 
@@ -96,6 +102,8 @@ class Node:
         try:
             self._choose_watch_mode()
             self._recover()
+            if self.config.outbox is not None:  # first of all, what an earlier run could not deliver
+                self.forwarder = ForwarderThread(Forwarder(self.config.outbox, self.node_dir), self.node_dir.node).start()
             self._beat()
             if self.config.announce:
                 self._emit_to_self(self.config.announce, {"node": self.node_dir.node, **self.config.advertise})
@@ -116,8 +124,14 @@ class Node:
         if self._watcher:
             self._watcher.stop()
             self._watcher = None
-        remove_heartbeat(self.node_dir)
-        self.lock.release()
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.forwarder = None
+        try:
+            remove_heartbeat(self.node_dir)
+            self.lock.release()
+        except OSError as error:  # the spool went away: the lock is taken over once its holder is gone
+            log.warning("%s: could not remove its heartbeat and lock: %s", self.node_dir.node, error)
         self._close_descriptors()
 
     def _close_descriptors(self) -> None:
@@ -195,8 +209,16 @@ class Node:
 
     def _look_at_inbox(self) -> None:
         if self._rescan_due():
-            self.tracker.rescan()
             self._due["rescan"] = time.monotonic() + self._rescan_interval()
+            try:
+                self.tracker.rescan()
+            except OSError as error:  # a spool on a mount that went away: say so once, look again later
+                self._block(f"cannot read {self.node_dir.inbox}: {error.strerror or error}")
+                self._inbox_unreadable = True
+                return
+            if self._inbox_unreadable:
+                self._inbox_unreadable = False
+                self._unblock()
         while self._hints:
             name, closed = self._hints.popleft()
             self.tracker.notice(name, closed, notified=True)
@@ -377,7 +399,7 @@ class Node:
     def _block(self, reason: str) -> None:
         if self.blocked_reason is None:
             log.error("%s: %s; holding %d event(s) in work/ and claiming nothing until this works again "
-                      "(free space on the spool's filesystem?)", self.node_dir.node, reason,
+                      "(is the spool's disk full, or its mount gone?)", self.node_dir.node, reason,
                       len(self.held) + len(self.unrecorded) + len(self.runs))
         self.blocked_reason = reason
         self._due["retry"] = time.monotonic() + RETRY_SECONDS
@@ -440,6 +462,7 @@ class Node:
             "running": [run.claim.id for run in self.runs.values()],
             "blocked": self.blocked_reason,
             "pipeline": str(self.config.pipeline),
+            **({"outbox": len(waiting(self.config.outbox))} if self.config.outbox is not None else {}),
         }
 
     # --- waiting ----------------------------------------------------------

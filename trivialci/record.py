@@ -13,8 +13,10 @@ exit_code, signal, script, timeout, started, ended, duration, log.
 """
 
 import enum
+import errno
 import json
 import os
+import shutil
 import signal as signals
 import time
 from dataclasses import dataclass
@@ -129,6 +131,19 @@ def _move_if_present(source: Path, target: Path) -> None:
         os.rename(source, target)
     except FileNotFoundError:
         pass
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        _copy_then_remove(source, target)  # a log from the worker's own disk
+
+
+def _copy_then_remove(source: Path, target: Path) -> None:
+    """Move across filesystems: the source goes only once the whole copy is on disk (a retry copies again)."""
+    with open(source, "rb") as reader, open(target, "wb") as writer:
+        shutil.copyfileobj(reader, writer, 1 << 20)
+        writer.flush()
+        os.fsync(writer.fileno())
+    os.unlink(source)
 
 
 def _exit_reason(returncode: int, signal: int | None) -> str:

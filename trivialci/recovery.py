@@ -39,8 +39,15 @@ def recover(node_dir: NodeDir, max_attempts: int, grace: float) -> Recovered:
     _stop_leftovers(claims, node_dir, grace)
     for claim in claims:
         _take_back(claim, max_attempts, recovered)
-    _finish_lone_results(node_dir, names, claims, recovered)
+    _finish_lone_results(node_dir, names + _logs_kept_elsewhere(node_dir), claims, recovered)
     return recovered
+
+
+def _logs_kept_elsewhere(node_dir: NodeDir) -> list[str]:
+    """A worker's logs of running scripts are on its own disk, not in work/."""
+    if node_dir.logs == node_dir.work:
+        return []
+    return sorted(name for name in os.listdir(node_dir.logs) if name.endswith(".log"))
 
 
 def _take_back(claim: Claim, max_attempts: int, recovered: Recovered) -> None:

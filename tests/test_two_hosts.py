@@ -1,0 +1,193 @@
+"""Across machines: a hub on one host, workers on others that see its spool through sshfs, artifacts in S3.
+
+Every host is a network namespace of this machine (tests/hosts.py): the hub
+host runs the hub on its local spool and sshd; a worker host mounts that spool
+with sshfs over its own link and runs `trivialci worker` on the mount; moto's
+S3 server runs on an "s3" host that every host reaches over a link of its
+own, so cutting a worker off the hub leaves S3 reachable, as in a data centre.
+The repository is reached over ssh too, as `cihub:PATH` (each host's ssh
+config says where cihub is from there).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import wait_for
+from gitrepo import Origin
+from hosts import hosts  # noqa: F401 (a fixture)
+
+from trivialci import outbox
+
+S3_PORT = 5000
+BUILD_OK = '#!/bin/sh\necho "building on $(hostname)"\necho made > "$TRIVIALCI_ARTIFACTS/out.txt"\n'
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+          "AWS_EC2_METADATA_DISABLED": "true"}
+MAKE_BUCKET = ("import boto3, os, sys; boto3.client('s3', endpoint_url=os.environ['TRIVIALCI_S3_ENDPOINT_URL'])"
+               ".create_bucket(Bucket=sys.argv[1])")
+
+
+class Site:
+    """A hub host with the spool, worker hosts with sshfs mounts of it, an S3 host with a bucket."""
+
+    def __init__(self, network, root: Path, lost_after: float = 60.0):
+        pytest.importorskip("moto.server", reason="moto[server] is not installed: pip install -e '.[test]'")
+        self.net, self.root = network, root
+        self.spool = root / "spool"
+        (self.spool / "inbox").mkdir(parents=True)
+        self.store = "s3://ci-artifacts/jobs-of-site"
+        self.origin = Origin(root / "git")
+        self.repo = f"cihub:{self.origin.bare}"
+        self._start_s3()
+        self.hub = self._node(network.hub, ["hub", "--spool", self.spool, "--tick", "0.3"],
+                              {"TRIVIALCI_LOST_AFTER": str(lost_after)})
+        self.workers: dict[str, subprocess.Popen] = {}
+
+    def env(self, host) -> dict[str, str]:
+        """What a process on `host` needs: S3 at its address of the S3 host, and ssh that knows cihub."""
+        config = self.root / f"ssh_config.{host.name}"
+        config.write_text(f"Include {self.net.ssh_config}\nHost cihub\n    HostName {self.net.hub.address_for(host)}\n")
+        return {**S3_ENV, "TRIVIALCI_S3_ENDPOINT_URL": f"http://{self.net.s3.address_for(host)}:{S3_PORT}",
+                "GIT_SSH_COMMAND": f"ssh -F {config}", "TRIVIALCI_STORE": self.store}
+
+    def start_worker(self, host, name: str) -> Path:
+        """`trivialci worker` on `host`, on its own sshfs mount of the spool; its own disk is ROOT/NAME-disk."""
+        mount = self.net.mount(host, self.spool, self.root / f"mnt-{name}")
+        self.workers[name] = self._node(host, ["worker", "--spool", mount, "--name", name, "--kind", "build",
+                                               "--heartbeat", "0.5", "--workdir", self.disk(name)], {})
+        wait_for(lambda: self.heartbeat(name), timeout=30, message=f"worker {name}'s heartbeat on the hub's spool")
+        return mount
+
+    def disk(self, name: str) -> Path:
+        return self.root / f"{name}-disk"
+
+    def heartbeat(self, name: str) -> dict | None:
+        try:
+            return json.loads((self.spool / "workers" / name / "worker.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def push(self, branch: str, build: str) -> str:
+        self.origin.commit({".trivialci/build": build}, branch=branch, push=False)
+        (self.origin.work / ".trivialci" / "build").chmod(0o755)
+        sha = self.origin.commit({}, branch=branch, message="executable")
+        payload = json.dumps({"repo": self.repo, "branch": branch, "old": None, "new": sha})
+        (self.spool / "inbox" / f"branch_update.{branch}.json").write_text(payload)  # as a person would
+        return sha
+
+    def jobs(self) -> dict[str, dict]:
+        """The hub's view: state/jobs/*.json by job id."""
+        found = {}
+        for path in (self.spool / "state" / "jobs").glob("*.json"):
+            try:
+                found[path.stem] = json.loads(path.read_text())
+            except ValueError:
+                pass  # being replaced right now
+        return found
+
+    def hub_events(self, event_type: str) -> list[dict]:
+        """Payloads of the events of a type that the hub has handled, in the order it handled them."""
+        paths = sorted((self.spool / "done").glob(f"*/*-{event_type}.*.json"))
+        return [json.loads(p.read_text()) for p in paths if not p.name.endswith(".result.json")]
+
+    def history(self, *args: str) -> subprocess.CompletedProcess:
+        """`trivialci history ARGS --store S3` run on the hub host."""
+        return self.net.hub.run([sys.executable, "-m", "trivialci", "history", *args, "--store", self.store],
+                                env=self.env(self.net.hub))
+
+    def _start_s3(self) -> None:
+        log = open(self.root / "moto.log", "w")
+        self.net.logs.append(log)
+        self.net.s3.popen([sys.executable, "-m", "moto.server", "-H", "0.0.0.0", "-p", str(S3_PORT)],
+                          env=S3_ENV, stdout=log, stderr=subprocess.STDOUT)
+        hub = self.net.hub
+        wait_for(lambda: hub.connects(self.net.s3.address_for(hub), S3_PORT), timeout=60, interval=0.2,
+                 message="moto's S3 server on the s3 host")
+        made = hub.run([sys.executable, "-c", MAKE_BUCKET, "ci-artifacts"], env=self.env(hub))
+        assert made.returncode == 0, made.stderr
+
+    def _node(self, host, args: list, env: dict) -> subprocess.Popen:
+        name = args[args.index("--name") + 1] if "--name" in args else "hub"
+        log = open(self.root / f"{name}.stderr", "w")
+        self.net.logs.append(log)
+        return host.popen([sys.executable, "-m", "trivialci", *args, "--store", self.store, "--grace", "1",
+                           *([] if "--workdir" in args else ["--workdir", self.root / f"{name}-disk"])],
+                          env={**self.env(host), **env}, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def passed(site: Site, count: int = 1):
+    jobs = site.jobs()
+    return jobs if len(jobs) == count and all(job["status"] == "PASSED" for job in jobs.values()) else None
+
+
+def test_a_push_becomes_passed_on_a_worker_of_another_host_with_artifacts_in_s3(hosts, tmp_path):  # noqa: F811
+    network = hosts(workers=1, s3=True)
+    site = Site(network, tmp_path)
+    site.start_worker(network.workers[0], "w1")
+    beat = site.heartbeat("w1")
+    assert "fuse.sshfs" in beat["polling"] and beat["outbox"] == 0, beat
+    assert beat["host"] == "w1"  # the worker runs on the other host: its lock and heartbeat say so
+
+    sha = site.push("main", BUILD_OK)
+    [(job_id, job)] = wait_for(lambda: passed(site), timeout=60, message="the job PASSED in the hub's view").items()
+    assert job["worker"] == "w1" and job["sha"] == sha
+
+    shown = site.history("show", job_id)
+    assert shown.returncode == 0 and "PASSED" in shown.stdout and "out.txt" in shown.stdout, shown
+    log = site.history("log", job_id)
+    assert "building on w1" in log.stdout, log  # built on the worker host, read back on the hub host
+
+
+def test_a_partition_mid_build_loses_and_duplicates_nothing(hosts, tmp_path):  # noqa: F811
+    network = hosts(workers=1, s3=True)
+    site = Site(network, tmp_path, lost_after=120)
+    worker_host = network.workers[0]
+    site.start_worker(worker_host, "w1")
+    gate, started = tmp_path / "gate", tmp_path / "build-started"
+    site.push("main", f"#!/bin/sh\ntouch {started}\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n" + BUILD_OK[10:])
+    wait_for(started.exists, timeout=60, message="the build to start")
+
+    network.partition(worker_host)
+    gate.touch()  # the build ends while the worker cannot reach the spool
+    outbox_dir = site.disk("w1") / "outbox"
+    wait_for(lambda: any(".work_required." in name for name in outbox.waiting(outbox_dir)), timeout=60,
+             message="the job's reports to wait in the worker's outbox")
+    [job] = site.jobs().values()
+    assert job["status"] == "BUILDING", "the hub learns nothing while the worker is cut off"
+
+    network.heal(worker_host)
+    [(job_id, job)] = wait_for(lambda: passed(site), timeout=60, message="the reports to reach the hub").items()
+    wait_for(lambda: not outbox.waiting(outbox_dir), timeout=30, message="the outbox to be empty")
+    wait_for(lambda: site.hub_events("work_done"), timeout=30, message="the hub to handle work_done")
+    wait_for(lambda: not list((site.spool / "inbox").glob("*.json")), timeout=30, message="the hub to be idle")
+    reports = [(e["status"], e.get("attempt")) for e in site.hub_events("work_status")
+               if e["job"] == job_id and e.get("worker") == "w1" and "dispatched" not in e]
+    assert reports == [("BUILDING", 1), ("PASSED", 1)], "each report once, in order"
+    assert [e["job"] for e in site.hub_events("work_done")] == [job_id]
+    assert "PASSED" in site.history("show", job_id).stdout  # uploaded during the partition: S3 was reachable
+
+    worker_root = site.spool / "workers" / "w1"
+    wait_for(lambda: list(worker_root.glob("done/*/*-start_work.*.log")), timeout=30,
+             message="the worker to record start_work")
+    [start_work_log] = worker_root.glob("done/*/*-start_work.*.log")
+    assert f"{job_id}: PASSED" in start_work_log.read_text()  # written on its own disk, moved to the spool after
+
+
+def test_two_workers_on_two_hosts_never_run_one_job_twice(hosts, tmp_path):  # noqa: F811
+    network = hosts(workers=2, s3=True)
+    site = Site(network, tmp_path)
+    for number, host in enumerate(network.workers, 1):
+        site.start_worker(host, f"w{number}")
+    ran = tmp_path / "ran.txt"  # every host sees this machine's files: each build notes itself here
+    build = f'#!/bin/sh\necho "$TRIVIALCI_JOB $TRIVIALCI_ATTEMPT $(hostname)" >> {ran}\nsleep 0.3\n'
+    branches = [f"b{i}" for i in range(6)]
+    for branch in branches:
+        site.push(branch, build)
+
+    jobs = wait_for(lambda: passed(site, len(branches)), timeout=120, message="every job PASSED")
+    builds = [line.split() for line in ran.read_text().splitlines()]
+    assert sorted(job for job, _, _ in builds) == sorted(jobs), "each job built exactly once"
+    assert {host for _, _, host in builds} == {"w1", "w2"}, "both hosts took work"
+    assert {job["worker"] for job in jobs.values()} == {"w1", "w2"}
