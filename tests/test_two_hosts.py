@@ -10,12 +10,14 @@ config says where cihub is from there).
 """
 
 import json
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import ROOT, wait_for
 from gitrepo import Origin
 from hosts import hosts  # noqa: F401 (a fixture)
 
@@ -32,7 +34,7 @@ MAKE_BUCKET = ("import boto3, os, sys; boto3.client('s3', endpoint_url=os.enviro
 class Site:
     """A hub host with the spool, worker hosts with sshfs mounts of it, an S3 host with a bucket."""
 
-    def __init__(self, network, root: Path, lost_after: float = 60.0):
+    def __init__(self, network, root: Path):
         pytest.importorskip("moto.server", reason="moto[server] is not installed: pip install -e '.[test]'")
         self.net, self.root = network, root
         self.spool = root / "spool"
@@ -41,9 +43,13 @@ class Site:
         self.origin = Origin(root / "git")
         self.repo = f"cihub:{self.origin.bare}"
         self._start_s3()
-        self.hub = self._node(network.hub, ["hub", "--spool", self.spool, "--tick", "0.3"],
-                              {"TRIVIALCI_LOST_AFTER": str(lost_after)})
         self.workers: dict[str, subprocess.Popen] = {}
+
+    def start_hub(self, lost_after: float = 60.0, pipeline: Path | None = None, env: dict | None = None) -> "Site":
+        """The hub on its host, on the local spool (ticking often, so it notices lost workers soon)."""
+        args = ["hub", "--spool", self.spool, "--tick", "0.3", *(["--pipeline", pipeline] if pipeline else [])]
+        self.hub = self._node(self.net.hub, args, {"TRIVIALCI_LOST_AFTER": str(lost_after), **(env or {})})
+        return self
 
     def env(self, host) -> dict[str, str]:
         """What a process on `host` needs: S3 at its address of the S3 host, and ssh that knows cihub."""
@@ -124,7 +130,7 @@ def passed(site: Site, count: int = 1):
 
 def test_a_push_becomes_passed_on_a_worker_of_another_host_with_artifacts_in_s3(hosts, tmp_path):  # noqa: F811
     network = hosts(workers=1, s3=True)
-    site = Site(network, tmp_path)
+    site = Site(network, tmp_path).start_hub()
     site.start_worker(network.workers[0], "w1")
     beat = site.heartbeat("w1")
     assert "fuse.sshfs" in beat["polling"] and beat["outbox"] == 0, beat
@@ -142,7 +148,7 @@ def test_a_push_becomes_passed_on_a_worker_of_another_host_with_artifacts_in_s3(
 
 def test_a_partition_mid_build_loses_and_duplicates_nothing(hosts, tmp_path):  # noqa: F811
     network = hosts(workers=1, s3=True)
-    site = Site(network, tmp_path, lost_after=120)
+    site = Site(network, tmp_path).start_hub(lost_after=120)
     worker_host = network.workers[0]
     site.start_worker(worker_host, "w1")
     gate, started = tmp_path / "gate", tmp_path / "build-started"
@@ -177,9 +183,12 @@ def test_a_partition_mid_build_loses_and_duplicates_nothing(hosts, tmp_path):  #
 
 def test_two_workers_on_two_hosts_never_run_one_job_twice(hosts, tmp_path):  # noqa: F811
     network = hosts(workers=2, s3=True)
-    site = Site(network, tmp_path)
-    for number, host in enumerate(network.workers, 1):
-        site.start_worker(host, f"w{number}")
+    site = Site(network, tmp_path).start_hub()
+    mounts = [site.start_worker(host, f"w{number}") for number, host in enumerate(network.workers, 1)]
+    second = network.workers[1].run([sys.executable, "-m", "trivialci", "worker", "--spool", mounts[1],
+                                     "--name", "w1", "--workdir", tmp_path / "another-w1"])
+    assert second.returncode == 3, second.stderr  # node.lock is made with O_EXCL, which sshfs carries
+    assert f"is already run by pid {site.heartbeat('w1')['pid']} on w1" in second.stderr
     ran = tmp_path / "ran.txt"  # every host sees this machine's files: each build notes itself here
     build = f'#!/bin/sh\necho "$TRIVIALCI_JOB $TRIVIALCI_ATTEMPT $(hostname)" >> {ran}\nsleep 0.3\n'
     branches = [f"b{i}" for i in range(6)]
@@ -191,3 +200,61 @@ def test_two_workers_on_two_hosts_never_run_one_job_twice(hosts, tmp_path):  # n
     assert sorted(job for job, _, _ in builds) == sorted(jobs), "each job built exactly once"
     assert {host for _, _, host in builds} == {"w1", "w2"}, "both hosts took work"
     assert {job["worker"] for job in jobs.values()} == {"w1", "w2"}
+
+
+def test_the_hub_boots_a_worker_on_another_host_over_ssh(hosts, tmp_path):  # noqa: F811
+    network = hosts(workers=1, s3=True)
+    worker_host = network.workers[0]
+    site = Site(network, tmp_path)
+    mount = network.mount(worker_host, site.spool, tmp_path / "mnt")  # as the worker host's fstab would
+    pipeline = tmp_path / "pipeline"
+    shutil.copytree(ROOT / "pipeline", pipeline, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(ROOT / "contrib" / "boot_worker_ssh.py", pipeline / "boot_worker.py")
+    remote_env = " ".join(f"{name}={shlex.quote(value)}" for name, value in site.env(worker_host).items())
+    site.start_hub(pipeline=pipeline, env={
+        "TRIVIALCI_BOOT_HOSTS": f"build=root@{worker_host.address_for(network.hub)}",
+        "TRIVIALCI_BOOT_SPOOL": str(mount),
+        "TRIVIALCI_BOOT_SSH": network.ssh_command(),
+        "TRIVIALCI_BOOT_COMMAND": f"env {remote_env} {sys.executable} -m trivialci",
+        "TRIVIALCI_BOOT_ARGS": f"--workdir {site.disk('build-1')} --grace 1",
+        "TRIVIALCI_BOOT_LOG": str(tmp_path / "build-1.remote.log"),
+    })
+
+    site.push("main", BUILD_OK)
+    [job] = wait_for(lambda: passed(site), timeout=90, message="the job PASSED on a booted worker").values()
+    assert job["worker"] == "build-1"
+    assert site.heartbeat("build-1")["host"] == worker_host.name, "booted on the worker host, not the hub's"
+    assert "building on w1" in site.history("log", job["job"]).stdout
+
+
+def test_a_worker_cut_off_past_its_deadline_is_lost_and_its_job_runs_again(hosts, tmp_path):  # noqa: F811
+    network = hosts(workers=1, s3=True)
+    worker_host, lost_after = network.workers[0], 4.0
+    site = Site(network, tmp_path).start_hub(lost_after=lost_after)
+    site.start_worker(worker_host, "w1")
+    gate, started = tmp_path / "gate", tmp_path / "build-started"
+    site.push("main", f"#!/bin/sh\ntouch {started}\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n" + BUILD_OK[10:])
+    wait_for(started.exists, timeout=60, message="the build to start")
+
+    network.partition(worker_host)
+    gate.touch()
+    [job_id] = site.jobs()
+    outbox_dir = site.disk("w1") / "outbox"
+    wait_for(lambda: any(".work_required." in name for name in outbox.waiting(outbox_dir)), timeout=60,
+             message="w1 to finish attempt 1, its reports waiting in its outbox")
+    lost = wait_for(lambda: [e for e in site.hub_events("work_status") if e["status"] == "LOST"], timeout=60,
+                    message="the hub to mark the job LOST")
+    last_beat = (site.spool / "workers" / "w1" / "worker.json").stat().st_mtime
+    [declared] = [p for p in (site.spool / "done").glob("*/*-work_status.*.json") if '"LOST"' in p.read_text()]
+    assert lost[0]["job"] == job_id and lost[0]["attempt"] == 1
+    assert declared.stat().st_mtime - last_beat >= lost_after, "LOST only after the heartbeat deadline"
+
+    # The hub boots a worker of its own for the job's next attempt; the cut-off worker comes back later.
+    job = wait_for(lambda: passed(site), timeout=90, message="the next attempt to pass")[job_id]
+    assert job["attempt"] == 2 and job["worker"] == "build-1"
+    network.heal(worker_host)
+    wait_for(lambda: not outbox.waiting(outbox_dir), timeout=30, message="w1's late reports to be delivered")
+    wait_for(lambda: not list((site.spool / "inbox").glob("*.json")), timeout=30, message="the hub to be idle")
+    late = [e for e in site.hub_events("work_status") if e.get("worker") == "w1" and e["status"] == "PASSED"]
+    assert late and late[0]["attempt"] == 1, "w1's report of attempt 1 arrived..."
+    assert site.jobs()[job_id]["attempt"] == 2 and site.jobs()[job_id]["worker"] == "build-1", "...and was ignored"
