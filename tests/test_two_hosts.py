@@ -135,6 +135,8 @@ def test_a_push_becomes_passed_on_a_worker_of_another_host_with_artifacts_in_s3(
     beat = site.heartbeat("w1")
     assert "fuse.sshfs" in beat["polling"] and beat["outbox"] == 0, beat
     assert beat["host"] == "w1"  # the worker runs on the other host: its lock and heartbeat say so
+    status = network.hub.run([sys.executable, "-m", "trivialci", "status", "--spool", site.spool])
+    assert "up, pid" in status.stdout and "w1               polling: the spool is on fuse.sshfs" in status.stdout
 
     sha = site.push("main", BUILD_OK)
     [(job_id, job)] = wait_for(lambda: passed(site), timeout=60, message="the job PASSED in the hub's view").items()

@@ -40,7 +40,23 @@ def format_status(status: dict) -> str:
     if running:
         lines += ["", "running:"]
         lines += [f"  {name:<16} {item['id']}  attempt {item['attempt']}  for {item['age']:.0f}s" for name, item in running]
+    notes = [(node["node"], note) for node in status["nodes"] for note in _notes(node["heartbeat"])]
+    if notes:
+        lines += ["", "notes:"]
+        lines += [f"  {name:<16} {note}" for name, note in notes]
     return "\n".join(lines)
+
+
+def _notes(beat: dict | None) -> list[str]:
+    """What a person looking at a node should know: it polls, it is blocked, reports wait in its outbox."""
+    if not beat:
+        return []
+    notes = [f"polling: {beat['polling']}"] if beat.get("polling") else []
+    if beat.get("blocked"):
+        notes.append(f"blocked: {beat['blocked']}")
+    if beat.get("outbox"):
+        notes.append(f"{beat['outbox']} event(s) for the hub wait in its outbox")
+    return notes
 
 
 def _state(beat: dict | None) -> str:
