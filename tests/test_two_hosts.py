@@ -22,6 +22,9 @@ from gitrepo import Origin
 from hosts import hosts  # noqa: F401 (a fixture)
 
 from trivialci import outbox
+from trivialci.jobrun import JobRun
+from trivialci.jobs import JobStatus, iso_now
+from trivialci.store import open_store
 
 S3_PORT = 5000
 BUILD_OK = '#!/bin/sh\necho "building on $(hostname)"\necho made > "$TRIVIALCI_ARTIFACTS/out.txt"\n'
@@ -260,3 +263,20 @@ def test_a_worker_cut_off_past_its_deadline_is_lost_and_its_job_runs_again(hosts
     late = [e for e in site.hub_events("work_status") if e.get("worker") == "w1" and e["status"] == "PASSED"]
     assert late and late[0]["attempt"] == 1, "w1's report of attempt 1 arrived..."
     assert site.jobs()[job_id]["attempt"] == 2 and site.jobs()[job_id]["worker"] == "build-1", "...and was ignored"
+
+
+def test_an_attempt_given_up_meanwhile_does_not_overwrite_a_later_attempts_record(tmp_path):
+    """An attempt cut off past its deadline still uploads when it ends (it cannot ask the hub): not over a later one."""
+    store = open_store(tmp_path / "store")
+    store.put_bytes("jobs/J1/job.json", json.dumps({"job": "J1", "attempt": 2, "status": "PASSED"}).encode())
+    store.put_bytes("jobs/J1/log.txt", b"attempt 2's log\n")
+    package = {"job": "J1", "repo": "r", "branch": "main", "sha": "0" * 40, "kind": "build", "attempt": 1}
+    run = JobRun(package, worker="w1", workdir=tmp_path / "disk", spool=tmp_path / "spool", store_url=str(store.url))
+    run.log_path.parent.mkdir(parents=True)
+    run.log_path.write_text("attempt 1's log\n")
+    run.record = run._make_record(iso_now(), 0, JobStatus.PASSED, "exit status 0")
+
+    run._upload()
+    assert json.loads(store.get_bytes("jobs/J1/job.json"))["attempt"] == 2
+    assert store.get_bytes("jobs/J1/log.txt") == b"attempt 2's log\n"
+    assert "not uploaded: attempt 2 of this job is in the store already" in run.record["reason"]

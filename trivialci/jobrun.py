@@ -33,7 +33,7 @@ from .errors import TrivialCiError
 from .hubstate import HubState
 from .jobs import RUNNING, JobStatus, iso_now, seconds_between
 from .mirror import Mirror
-from .store import open_store
+from .store import StoreMissing, open_store
 
 GRACE = 5.0
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
@@ -171,6 +171,10 @@ class JobRun:
         prefix = f"jobs/{self.id}"
         try:
             store = open_store(self.store_url)
+            newer = self._newer_attempt_stored(store, prefix)
+            if newer:
+                self.record["reason"] += f"; not uploaded: attempt {newer} of this job is in the store already"
+                return
             self._upload_output(store, prefix)
         except (TrivialCiError, OSError) as error:
             self.record["reason"] += f"; its log or files were not uploaded: {error}"
@@ -180,6 +184,15 @@ class JobRun:
                                                             (json.dumps(self.record, indent=2) + "\n").encode())
         except (TrivialCiError, OSError) as error:
             self.record["reason"] += f"; its record could not be written to {self.store_url}: {error}"
+
+    def _newer_attempt_stored(self, store, prefix: str) -> int | None:
+        """A later attempt's record in the store (this attempt was given up while the hub was out of reach)."""
+        try:
+            stored = json.loads(store.get_bytes(f"{prefix}/job.json"))
+        except (StoreMissing, ValueError):
+            return None
+        attempt = stored.get("attempt") if isinstance(stored, dict) else None
+        return attempt if isinstance(attempt, int) and attempt > self.package["attempt"] else None
 
     def _upload_output(self, store, prefix: str) -> None:
         if self.log_path.exists():
