@@ -284,3 +284,11 @@ def test_a_bad_node_option_is_refused_in_one_line(args, spool):
 def test_a_node_with_a_missing_pipeline_directory_is_refused(spool, tmp_path):
     line = refusal(run_cli("hub", "--spool", spool, "--pipeline", tmp_path / "nope", "--drain"), 2)
     assert "pipeline" in line, line
+
+
+def test_a_worker_on_a_spool_without_a_hub_says_to_check_the_mount(tmp_path):
+    done = run_cli("worker", "--spool", tmp_path / "mnt", "--name", "w1", "--drain", "--log-listen", "off",
+                   "--workdir", tmp_path / "disk")
+    assert done.returncode == 0, done.stderr
+    assert "has no inbox/ of a hub yet: start the hub first, or check that the hub's spool is mounted there" \
+        in done.stderr
