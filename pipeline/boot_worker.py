@@ -1,34 +1,19 @@
-"""Hub: start a worker of a kind, here, detached. Replace this script to boot one elsewhere.
+"""Hub: start a worker of a kind: here, detached, or over ssh on the host TRIVIALCI_BOOT_HOSTS names for it.
 
-The worker outlives this script: it starts in a session of its own, without
-this event's TRIVIALCI_* variables (their marks would let a timeout of this
-event stop it), its output in SPOOL/workers/NAME.log. It beats six times
-within the hub's LOST_AFTER, so a live worker is never taken for lost.
+See trivialci/boot.py for the configuration. Here, the worker outlives this
+script: it starts in a session of its own, without this event's TRIVIALCI_*
+variables (their marks would let a timeout of this event stop it), its output
+in SPOOL/workers/NAME.log. To boot workers some other way (a cloud API),
+replace this script: the hub only waits for the worker's heartbeat.
 """
 
 import json
-import os
-import subprocess
 import sys
 
-from trivialci.scheduling import LOST_AFTER
-
-PER_EVENT = {"EVENT", "EVENT_ID", "EVENT_FILE", "ATTEMPT", "LOG", "NODE", "NODE_DIR", "SPOOL", "PIPELINE", "KIND",
-             "WORKER", "STORE", "WORKDIR", "UI_URL", "LOG_URL", "OUTBOX"}
+from trivialci import TrivialCiError, boot
 
 payload = json.load(sys.stdin)
-spool, name, kind = os.environ["TRIVIALCI_SPOOL"], payload["name"], payload["kind"]
-workdir = os.path.join(os.path.dirname(os.environ["TRIVIALCI_WORKDIR"]), name)
-command = [sys.executable, "-m", "trivialci", "worker", "--spool", spool, "--name", name, "--kind", kind,
-           "--jobs", "2", "--workdir", workdir, "--pipeline", os.environ["TRIVIALCI_PIPELINE"],
-           "--heartbeat", str(max(0.2, LOST_AFTER / 6))]
-if os.environ.get("TRIVIALCI_STORE"):
-    command += ["--store", os.environ["TRIVIALCI_STORE"]]
-if os.environ.get("TRIVIALCI_UI_URL"):  # finished jobs' log links lead to the hub's page of the job
-    command += ["--hub-ui", os.environ["TRIVIALCI_UI_URL"]]
-environment = {k: v for k, v in os.environ.items() if not (k.startswith("TRIVIALCI_") and k[10:] in PER_EVENT)}
-os.makedirs(os.path.join(spool, "workers"), exist_ok=True)
-with open(os.path.join(spool, "workers", f"{name}.log"), "ab") as log:
-    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environment,
-                              start_new_session=True)
-print(f"started worker {name} ({kind}), pid {worker.pid}: {' '.join(command)}")
+try:
+    print(boot.boot(payload["kind"], payload["name"]))
+except TrivialCiError as error:
+    sys.exit(f"not booted: {error}")

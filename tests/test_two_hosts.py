@@ -11,13 +11,12 @@ config says where cihub is from there).
 
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_for
+from conftest import wait_for
 from gitrepo import Origin
 from hosts import hosts  # noqa: F401 (a fixture)
 
@@ -212,11 +211,8 @@ def test_the_hub_boots_a_worker_on_another_host_over_ssh(hosts, tmp_path):  # no
     worker_host = network.workers[0]
     site = Site(network, tmp_path)
     mount = network.mount(worker_host, site.spool, tmp_path / "mnt")  # as the worker host's fstab would
-    pipeline = tmp_path / "pipeline"
-    shutil.copytree(ROOT / "pipeline", pipeline, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copyfile(ROOT / "contrib" / "boot_worker_ssh.py", pipeline / "boot_worker.py")
     remote_env = " ".join(f"{name}={shlex.quote(value)}" for name, value in site.env(worker_host).items())
-    site.start_hub(pipeline=pipeline, env={
+    site.start_hub(env={
         "TRIVIALCI_BOOT_HOSTS": f"build=root@{worker_host.address_for(network.hub)}",
         "TRIVIALCI_BOOT_SPOOL": str(mount),
         "TRIVIALCI_BOOT_SSH": network.ssh_command(),
@@ -230,6 +226,9 @@ def test_the_hub_boots_a_worker_on_another_host_over_ssh(hosts, tmp_path):  # no
     assert job["worker"] == "build-1"
     assert site.heartbeat("build-1")["host"] == worker_host.name, "booted on the worker host, not the hub's"
     assert "building on w1" in site.history("log", job["job"]).stdout
+    [boot_log] = (site.spool / "done").glob("*/*-boot_worker.*.log")
+    assert f"starting worker build-1 (build) on root@{worker_host.address_for(network.hub)}: ... worker --spool" \
+        in boot_log.read_text() and "AWS_SECRET_ACCESS_KEY" not in boot_log.read_text()
 
 
 def test_a_worker_cut_off_past_its_deadline_is_lost_and_its_job_runs_again(hosts, tmp_path):  # noqa: F811

@@ -177,10 +177,6 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, **options):
     listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name}
     workdir = Path(_workdir(options["workdir"], name))
     node_dir, outbox = worker_dir(spool, name), None
-    if not hub_dir(spool).inbox.is_dir():
-        _setup_logging()
-        log.warning("%s: %s has no inbox/ of a hub yet: start the hub first, or check that the hub's spool is "
-                    "mounted there (a worker on an empty mount point would wait forever)", name, spool)
     if outbox_mode == "always" or (outbox_mode == "auto" and mounts.sees_other_machines(mounts.filesystem_type(spool))):
         # On its own disk: its scripts' logs while they run, and what they send the hub until the hub has it.
         node_dir, outbox = dataclasses.replace(node_dir, running_logs=workdir / "event-logs"), workdir / "outbox"
@@ -359,6 +355,10 @@ def run_node(node_dir, options, advertise: dict, announce: str | None = None, ou
     with Node(node_dir, config) as node:
         log.info("%s: handling %s with scripts from %s (%d at a time)", node_dir.node, node_dir.inbox,
                  config.pipeline, config.jobs)
+        if not node_dir.is_hub and not hub_dir(node_dir.spool).inbox.is_dir():
+            log.warning("%s: %s has no inbox/ of a hub yet: start the hub first, or check that the hub's spool is "
+                        "mounted there (a worker on an empty mount point would wait forever)", node_dir.node,
+                        node_dir.spool)
         node.serve(until_idle=options["drain"])
     log.info("%s: stopped", node_dir.node)
 
