@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from conftest import wait_for
+from conftest import records, wait_for, write_script
 from test_flow import BUILD_OK, origin, push_event, store_jobs  # noqa: F401 (origin is a fixture)
 
 from trivialci import emit, outbox
@@ -130,3 +130,28 @@ def test_a_push_passes_with_workers_that_keep_an_outbox(tmp_path, start_node, or
         for pid in local_worker_pids(spool):
             os.kill(pid, 15)
         wait_for(lambda: not local_worker_pids(spool), timeout=30, message="the booted workers to stop")
+
+
+@pytest.mark.parametrize("point", ["outbox-staged", "outbox-delivered"])
+def test_a_worker_killed_while_delivering_delivers_each_event_once_after_its_restart(tmp_path, start_node, point):
+    spool, pipeline, disk = tmp_path / "spool", tmp_path / "pipeline", tmp_path / "disk"
+    hub_dir(spool).create()  # the hub's inbox, with no hub: what arrives stays there to be counted
+    write_script(pipeline, "ping.py", "import os, trivialci\n"
+                 "trivialci.emit('pong', {'from': os.environ['TRIVIALCI_EVENT_ID'], "
+                 "'attempt': os.environ['TRIVIALCI_ATTEMPT']})\n")
+    worker_dir(spool, "w1").create()
+    (worker_dir(spool, "w1").inbox / "ping.json").write_text("{}")
+    args = ("worker", "--spool", spool, "--name", "w1", "--pipeline", pipeline, "--workdir", disk, "--outbox",
+            "always", "--log-listen", "off")
+
+    crashing = start_node(*args, env={"TRIVIALCI_TEST_CRASH_AT": point})
+    assert crashing.proc.wait(30) == -9, crashing.stderr()  # killed itself while delivering the pong
+    start_node(*args)
+    wait_for(lambda: not outbox.waiting(disk / "outbox") and records(worker_dir(spool, "w1").root), timeout=30,
+             message="the restarted worker to deliver its outbox and record ping")
+
+    pongs = [json.loads(p.read_text()) for p in hub_dir(spool).inbox.glob("pong.*.json")]
+    sent = [(pong["from"], pong["attempt"]) for pong in pongs]
+    assert len(sent) == len(set(sent)), f"a pong was delivered twice: {sent}"
+    assert ("ping", "1") in {(sender.split("-", 3)[-1], attempt) for sender, attempt in sent}
+    assert list((worker_dir(spool, "w1").root / "sending").iterdir()) == []

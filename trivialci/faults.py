@@ -1,7 +1,9 @@
 """Crash points: tests kill a node with a real SIGKILL at a named step.
 
 TRIVIALCI_TEST_CRASH_AT=claimed|started|exited|decided|moved makes the node
-kill itself right after that step, so a test can show that a restart loses
+kill itself right after that step (outbox-staged|outbox-delivered: a worker's
+outbox forwarder, after the local entry is staged or after the rename into
+the hub's inbox), so a test can show that a restart loses
 nothing wherever the crash falls. Unset, this costs one string comparison.
 """
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from . import event
 from .atomic import fsync_dir, write_atomically, write_synced
+from .faults import crash_point
 from .layout import NodeDir, hub_dir
 
 log = logging.getLogger("trivialci")
@@ -79,6 +80,7 @@ class Forwarder:
         _remove_if_present(copy)  # a copy a crash left half-written
         write_synced(copy, (self.outbox / entry).read_bytes())
         os.rename(self.outbox / entry, self.staged / entry)
+        crash_point("outbox-staged")
 
     def _rename_staged(self, entry: str) -> None:
         name = _event_name(entry)
@@ -88,6 +90,7 @@ class Forwarder:
             if not self.inbox.is_dir():
                 raise
             # the copy is gone: it was renamed already (a reply lost in a partition, or a crash)
+        crash_point("outbox-delivered")
         fsync_dir(self.inbox)
         os.unlink(self.staged / entry)
 
