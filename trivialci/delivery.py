@@ -9,12 +9,13 @@ event survives a crash of this machine.
 import os
 from pathlib import Path
 
-from . import event, outbox
+from . import event
 from .atomic import write_atomically
 from .errors import BadInput, SpoolUnavailable
 from .layout import hub_dir, worker_dir
 
 SPOOL_ENV = "TRIVIALCI_SPOOL"
+OUTBOX_ENV = "TRIVIALCI_OUTBOX"
 
 
 def emit(event_type: str, payload: dict, to: str = "hub", spool=None) -> Path:
@@ -24,7 +25,9 @@ def emit(event_type: str, payload: dict, to: str = "hub", spool=None) -> Path:
     defaults to $TRIVIALCI_SPOOL, which every script run by a node has.
     """
     if to == "hub" and _goes_through_outbox(spool):
-        return outbox.put(Path(os.environ[outbox.OUTBOX_ENV]), event_type, payload)
+        from . import outbox  # only a worker's scripts need it: every other emit skips its imports
+
+        return outbox.put(Path(os.environ[OUTBOX_ENV]), event_type, payload)
     body = event.encode(payload)
     name = event.unique_name(event_type)
     root = resolve_target(to, spool)
@@ -36,7 +39,7 @@ def emit(event_type: str, payload: dict, to: str = "hub", spool=None) -> Path:
 
 def _goes_through_outbox(spool) -> bool:
     """A worker's script sending to its own hub: yes. Anything else goes straight to the inbox."""
-    if not os.environ.get(outbox.OUTBOX_ENV):
+    if not os.environ.get(OUTBOX_ENV):
         return False
     own = os.environ.get(SPOOL_ENV)
     return spool is None or (own is not None and os.path.abspath(spool) == os.path.abspath(own))

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from . import event
 from .atomic import fsync_dir, write_atomically, write_synced
+from .delivery import OUTBOX_ENV  # noqa: F401 (the variable that names a worker's outbox, for its users)
 from .faults import crash_point
 from .layout import NodeDir, hub_dir
 
 log = logging.getLogger("trivialci")
 
-OUTBOX_ENV = "TRIVIALCI_OUTBOX"
 ENTRY = re.compile(r"\d{20}\.(.+\.json)\Z")
 RETRY_SECONDS = 1.0
 
