@@ -1,7 +1,10 @@
 """Crashes: a node killed anywhere loses nothing, and a restart runs an event again only when it must."""
 
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import events_in, leftovers, outcomes, pid_alive, records, run_cli, wait_for, write_script
@@ -112,3 +115,36 @@ def test_an_event_that_kills_its_node_every_time_is_given_up(spool, pipeline, tm
     assert result["status"] == "failed" and result["reason"].startswith("gave up after 2 attempts")
     assert result["attempt"] == 2
     assert_ended_once(spool, "failed")
+
+
+@pytest.fixture
+def other_disk():
+    """A directory on another filesystem than tmp_path (tmpfs), as a worker's own disk is; removed after."""
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tempfile.gettempdir()).st_dev:
+        pytest.skip("no second filesystem (/dev/shm) to put the worker's own disk on")
+    directory = Path(tempfile.mkdtemp(prefix="trivialci-disk-", dir="/dev/shm"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("point", list(CRASHES))
+def test_a_worker_with_its_logs_on_its_own_disk_ends_the_event_exactly_once(point, spool, pipeline, tmp_path,
+                                                                            start_node, other_disk):
+    runs = tmp_path / "runs.txt"
+    appending_script(pipeline, runs, 'echo "the script speaks"\n')
+    worker = ("worker", "--spool", spool, "--name", "w1", "--pipeline", pipeline, "--outbox", "always",
+              "--workdir", other_disk, "--log-listen", "off", "--grace", "0.5")
+    drop_ping(spool / "workers" / "w1")
+
+    crashing = start_node(*worker, env={"TRIVIALCI_TEST_CRASH_AT": point})
+    assert crashing.proc.wait(15) == -signal.SIGKILL, crashing.stderr()
+    if CRASHES[point][0][0] == 1:
+        wait_for(lambda: runs_of(runs), message="the first attempt's line")
+    restarted = run_cli(*worker, "--drain")
+    assert restarted.returncode == 0, restarted.stderr
+
+    assert [attempt for _, attempt in runs_of(runs)] == CRASHES[point][0]
+    assert_ended_once(spool / "workers" / "w1", "done")
+    [log] = (spool / "workers" / "w1" / "done").glob("*/*.log")
+    assert "the script speaks" in log.read_text(), "the log came over from the worker's own disk"
+    assert list((other_disk / "event-logs").iterdir()) == []

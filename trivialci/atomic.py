@@ -30,9 +30,18 @@ def write_synced(path: Path, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        fsync_file(fd)
     finally:
         os.close(fd)
+
+
+def fsync_file(fd: int) -> None:
+    """Flush a file to disk; where the filesystem has no fsync at all (some SFTP servers under sshfs), go on."""
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in _FSYNC_UNSUPPORTED:
+            raise
 
 
 def fsync_dir(path: Path) -> None:
@@ -54,5 +63,5 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-# Some filesystems (some FUSE mounts) cannot fsync a directory; the rename still stands.
+# Some filesystems (some FUSE mounts) cannot fsync a directory, or at all; the rename still stands.
 _FSYNC_UNSUPPORTED = {22, 95, 38}  # EINVAL, EOPNOTSUPP, ENOSYS
