@@ -292,3 +292,13 @@ def test_a_worker_on_a_spool_without_a_hub_says_to_check_the_mount(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "has no inbox/ of a hub yet: start the hub first, or check that the hub's spool is mounted there" \
         in done.stderr
+
+
+def test_a_worker_whose_outbox_cannot_be_made_exits_4_naming_it(tmp_path):
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "disk" / "outbox").write_text("a file where the outbox should be")
+    done = run_cli("worker", "--spool", tmp_path / "spool", "--name", "w1", "--drain", "--outbox", "always",
+                   "--log-listen", "off", "--workdir", tmp_path / "disk")
+    assert done.returncode == 4 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().endswith("Not a directory (the worker's --workdir must be on its own disk, "
+                                        "writable, not full)")

@@ -58,7 +58,6 @@ class NodeDir:
         """Make the directories a node needs (like mkdir -p)."""
         for name in SUBDIRS:
             (self.root / name).mkdir(parents=True, exist_ok=True)
-        self.logs.mkdir(parents=True, exist_ok=True)
         if self.is_hub:
             self.state.mkdir(exist_ok=True)
             (self.root / "workers").mkdir(exist_ok=True)

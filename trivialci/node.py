@@ -101,9 +101,10 @@ class Node:
             raise
         try:
             self._choose_watch_mode()
+            self._prepare_own_disk()
             self._recover()
-            if self.config.outbox is not None:  # first of all, what an earlier run could not deliver
-                self.forwarder = ForwarderThread(Forwarder(self.config.outbox, self.node_dir), self.node_dir.node).start()
+            if self.forwarder is not None:  # first of all, what an earlier run could not deliver
+                self.forwarder.start()
             self._beat()
             if self.config.announce:
                 self._emit_to_self(self.config.announce, {"node": self.node_dir.node, **self.config.advertise})
@@ -119,6 +120,19 @@ class Node:
         except OSError as error:
             raise SpoolUnavailable(f"cannot use {self.node_dir.root}: {error.strerror or error} "
                                    "(does the spool exist, is it writable, is its disk full?)") from None
+
+    def _prepare_own_disk(self) -> None:
+        """A worker's running logs and outbox, on its own disk."""
+        if self.node_dir.running_logs is None and self.config.outbox is None:
+            return
+        try:
+            self.node_dir.logs.mkdir(parents=True, exist_ok=True)
+            if self.config.outbox is not None:
+                self.forwarder = ForwarderThread(Forwarder(self.config.outbox, self.node_dir), self.node_dir.node)
+                self.forwarder.forwarder.create()
+        except OSError as error:
+            raise SpoolUnavailable(f"cannot use {error.filename or self.node_dir.logs}: {error.strerror or error} "
+                                   "(the worker's --workdir must be on its own disk, writable, not full)") from None
 
     def close(self) -> None:
         if self._watcher:

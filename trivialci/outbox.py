@@ -112,7 +112,7 @@ class ForwarderThread:
         self._watcher = None
 
     def start(self) -> "ForwarderThread":
-        self.forwarder.create()
+        self.forwarder.create()  # (again: cheap, and a caller may not have)
         self._watch()
         self._thread.start()
         return self
@@ -124,7 +124,8 @@ class ForwarderThread:
         """Deliver what waits if that is quick, then stop; what is left goes at the next start."""
         self._stopping.set()
         self._wake.set()
-        self._thread.join(patience)
+        if self._thread.ident is not None:  # it was started
+            self._thread.join(patience)
         if self._watcher is not None:
             self._watcher.stop()
         left = len(waiting(self.forwarder.outbox))
@@ -175,7 +176,7 @@ class ForwarderThread:
 def _entries(directory: Path) -> list[str]:
     try:
         return sorted(name for name in os.listdir(directory) if ENTRY.match(name))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
 
 
