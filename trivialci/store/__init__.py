@@ -102,9 +102,13 @@ class ArtifactStore:
         """
         prefix = check_prefix(prefix)
         files = {check_key(prefix + name): path for name, path in regular_files(directory)}
+        self.put_files(files)
+        return sorted(files)
+
+    def put_files(self, files: dict) -> None:
+        """Store each file (key -> path); one at a time here, a backend may overlap them."""
         for key in sorted(files):
             self.put_file(key, files[key])
-        return sorted(files)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
