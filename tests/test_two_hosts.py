@@ -177,6 +177,7 @@ def test_a_partition_mid_build_loses_and_duplicates_nothing(hosts, tmp_path):  #
     assert reports == [("BUILDING", 1), ("PASSED", 1)], "each report once, in order"
     assert [e["job"] for e in site.hub_events("work_done")] == [job_id]
     assert "PASSED" in site.history("show", job_id).stdout  # uploaded during the partition: S3 was reachable
+    assert "cannot read the hub's state" in site.history("log", job_id).stdout  # its stale check went on
 
     worker_root = site.spool / "workers" / "w1"
     wait_for(lambda: list(worker_root.glob("done/*/*-start_work.*.log")), timeout=30,

@@ -55,10 +55,10 @@ class JobRun:
         When the spool is out of reach the answer is no: the job goes on, and
         the hub, which has the last word, ignores reports of an attempt it gave up.
         """
-        try:
-            job = HubState(self.spool).job(self.id)
-        except OSError as error:
-            self._note(f"trivialci: cannot read the hub's state ({error.strerror or error}); going on")
+        state = HubState(self.spool)
+        job = state.job(self.id)
+        if job is None and not os.path.isdir(state.root):  # False for an EIO too (Path.is_dir raises it)
+            self._note(f"trivialci: cannot read the hub's state in {state.root} (is the spool's mount gone?); going on")
             return False
         return bool(job) and (job.get("attempt") != self.package["attempt"] or job.get("worker") != self.worker
                               or JobStatus(job["status"]) not in RUNNING)
