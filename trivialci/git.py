@@ -121,12 +121,7 @@ def _check_branch_text(name: str) -> None:
     """The checks that need no git, made before the name is given to git at all."""
     if not isinstance(name, str) or not name:
         raise BadInput(f"bad branch name {name!r}: a branch name is a non-empty string")
-    if name.startswith("-"):
-        raise BadInput(f"bad branch name {name!r}: a branch name must not start with '-'")
-    if _has_control_characters(name):
-        raise BadInput(f"bad branch name {name!r}: it holds control characters")
-    if len(_utf8(name, "branch name")) > MAX_BRANCH_BYTES:
-        raise BadInput(f"bad branch name {name[:40]!r}...: longer than {MAX_BRANCH_BYTES} bytes")
+    _check_text(name, "branch name", MAX_BRANCH_BYTES, "a branch name must not start with '-'")
 
 
 def check_repo(url: str) -> str:
@@ -148,12 +143,17 @@ def check_repo(url: str) -> str:
 
 
 def _check_repo_text(url: str) -> None:
-    if url.startswith("-"):
-        raise BadInput(f"bad repository {url!r}: it must not start with '-' (write ./{url} for a local path)")
-    if _has_control_characters(url):
-        raise BadInput(f"bad repository {url!r}: it holds control characters")
-    if len(_utf8(url, "repository")) > MAX_REPO_BYTES:
-        raise BadInput(f"bad repository {url[:40]!r}...: longer than {MAX_REPO_BYTES} bytes")
+    _check_text(url, "repository", MAX_REPO_BYTES, f"it must not start with '-' (write ./{url} for a local path)")
+
+
+def _check_text(value: str, what: str, max_bytes: int, no_dash: str) -> None:
+    """What git would read as an option, control characters, and too many bytes: refused before git sees them."""
+    if value.startswith("-"):
+        raise BadInput(f"bad {what} {value!r}: {no_dash}")
+    if _has_control_characters(value):
+        raise BadInput(f"bad {what} {value!r}: it holds control characters")
+    if len(_utf8(value, what)) > max_bytes:
+        raise BadInput(f"bad {what} {value[:40]!r}...: longer than {max_bytes} bytes")
 
 
 def _check_host(url: str) -> None:
