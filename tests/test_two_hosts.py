@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import events_in, wait_for
 from gitrepo import Origin
 from hosts import hosts  # noqa: F401 (a fixture)
 
@@ -97,8 +97,8 @@ class Site:
 
     def hub_events(self, event_type: str) -> list[dict]:
         """Payloads of the events of a type that the hub has handled, in the order it handled them."""
-        paths = sorted((self.spool / "done").glob(f"*/*-{event_type}.*.json"))
-        return [json.loads(p.read_text()) for p in paths if not p.name.endswith(".result.json")]
+        return [json.loads(p.read_text()) for p in events_in(self.spool, "done")
+                if p.name.split("-", 1)[1].startswith(f"{event_type}.")]
 
     def history(self, *args: str) -> subprocess.CompletedProcess:
         """`trivialci history ARGS --store S3` run on the hub host."""

@@ -30,13 +30,14 @@ def write_synced(path: Path, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        fsync_file(fd)
+        fsync_fd(fd)
     finally:
         os.close(fd)
 
 
-def fsync_file(fd: int) -> None:
-    """Flush a file to disk; where the filesystem has no fsync at all (some SFTP servers under sshfs), go on."""
+def fsync_fd(fd: int) -> None:
+    """Flush an open file or directory to disk; where the filesystem has no such fsync (a directory through
+    some FUSE mounts, anything through some SFTP servers under sshfs), go on: the write or rename still stands."""
     try:
         os.fsync(fd)
     except OSError as error:
@@ -48,12 +49,17 @@ def fsync_dir(path: Path) -> None:
     """Make the entries of a directory (creations, renames) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
-    except OSError as error:
-        if error.errno not in _FSYNC_UNSUPPORTED:
-            raise
+        fsync_fd(fd)
     finally:
         os.close(fd)
+
+
+def remove_if_present(path: Path) -> None:
+    """Unlink `path`; one that is gone already is what was wanted."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _remove_quietly(path: Path) -> None:

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from .atomic import write_atomically
+from .atomic import remove_if_present, write_atomically
 from .layout import NodeDir
 
 HEARTBEAT_SECONDS = 5.0
@@ -33,7 +33,4 @@ def read_heartbeat(path: Path) -> dict | None:
 
 
 def remove_heartbeat(node_dir: NodeDir) -> None:
-    try:
-        os.unlink(node_dir.heartbeat)
-    except FileNotFoundError:
-        pass
+    remove_if_present(node_dir.heartbeat)

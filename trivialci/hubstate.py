@@ -24,7 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .atomic import write_atomically
+from .atomic import remove_if_present, write_atomically
 from .errors import BadInput
 from .jobs import FINAL, RUNNING, JobStatus, iso_now, seconds_between
 from .layout import hub_dir
@@ -122,7 +122,7 @@ class HubState:
         if job["status"] == JobStatus.QUEUED:
             self._write(entry, job)
         else:
-            _unlink(entry)
+            remove_if_present(entry)
 
     def _file_branch_entry(self, job: dict) -> None:
         path = self.root / "branches" / f"{_branch_key(job['repo'], job['branch'])}.json"
@@ -213,12 +213,6 @@ def _list(directory: Path) -> list[str]:
     except (FileNotFoundError, NotADirectoryError):
         return []
 
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def heartbeat_age(spool, worker: str) -> float | None:

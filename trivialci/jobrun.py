@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from . import processes
+from .atomic import remove_if_present
 from .buildlog import LogCopier, ended_marker
 from .delivery import emit
 from .errors import TrivialCiError
@@ -88,7 +89,7 @@ class JobRun:
 
     def _check_out(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        _unlink(ended_marker(self.log_path))  # an earlier attempt's log goes on
+        remove_if_present(ended_marker(self.log_path))  # an earlier attempt's log goes on
         mirror = Mirror(self.workdir, self.package["repo"])
         if not mirror.has_commit(self.package["sha"]):
             mirror.update()  # a warm mirror that has the sha needs no fetch at all
@@ -217,7 +218,7 @@ class JobRun:
             print(f"could not remove the worktree {self.worktree}: {error} (pruned at the next job)")
         shutil.rmtree(self.artifacts, ignore_errors=True)
         for leftover in (self._pid_file(), self._cancel_file()):
-            _unlink(leftover)
+            remove_if_present(leftover)
 
     def _pid_file(self) -> Path:
         return self.workdir / "jobs" / f"{self.id}.pid"
@@ -268,9 +269,3 @@ def _read_json(path: Path):
     except (OSError, ValueError):
         return None
 
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from . import event
-from .atomic import fsync_dir, write_atomically, write_synced
+from .atomic import fsync_dir, remove_if_present, write_atomically, write_synced
 from .delivery import OUTBOX_ENV  # noqa: F401 (the variable that names a worker's outbox, for its users)
 from .faults import crash_point
 from .layout import NodeDir, hub_dir
@@ -77,7 +77,7 @@ class Forwarder:
     def _stage(self, entry: str) -> None:
         copy = self.sending / _event_name(entry)
         self.sending.mkdir(exist_ok=True)
-        _remove_if_present(copy)  # a copy a crash left half-written
+        remove_if_present(copy)  # a copy a crash left half-written
         write_synced(copy, (self.outbox / entry).read_bytes())
         os.rename(self.outbox / entry, self.staged / entry)
         crash_point("outbox-staged")
@@ -112,7 +112,7 @@ class ForwarderThread:
         self._watcher = None
 
     def start(self) -> "ForwarderThread":
-        self.forwarder.create()  # (again: cheap, and a caller may not have)
+        """Start watching and delivering; the outbox's directories exist already (Forwarder.create)."""
         self._watch()
         self._thread.start()
         return self
@@ -184,8 +184,3 @@ def _event_name(entry: str) -> str:
     return ENTRY.match(entry).group(1)
 
 
-def _remove_if_present(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

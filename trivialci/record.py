@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import fsync_dir, fsync_file, write_atomically
+from .atomic import fsync_dir, fsync_fd, write_atomically
 from .claim import Claim
 from .faults import crash_point
 
@@ -142,7 +142,7 @@ def _copy_then_remove(source: Path, target: Path) -> None:
     with open(source, "rb") as reader, open(target, "wb") as writer:
         shutil.copyfileobj(reader, writer, 1 << 20)
         writer.flush()
-        fsync_file(writer.fileno())
+        fsync_fd(writer.fileno())
     os.unlink(source)
 
 

@@ -25,14 +25,13 @@ import stat
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..atomic import fsync_fd
 from ..errors import BadInput
 from . import STORE_ENV, ArtifactStore, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
 
 STAGING = ".tmp"
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_DIRECTORY_HERE = (FileNotFoundError, NotADirectoryError)
-# Some filesystems (some FUSE mounts) cannot fsync a directory; the rename still stands.
-_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 class DirectoryStore(ArtifactStore):
@@ -100,7 +99,7 @@ class DirectoryStore(ArtifactStore):
                 except BaseException:
                     _unlink_quietly(staged, staging)
                     raise
-                _fsync_directory(parent)
+                fsync_fd(parent)
 
     @contextmanager
     def _directory(self, parts: list[str], create: bool = False):
@@ -212,7 +211,7 @@ def _make_directory(fd: int, name: str) -> None:
         os.mkdir(name, 0o755, dir_fd=fd)
     except FileExistsError:
         return  # another writer made it meanwhile
-    _fsync_directory(fd)
+    fsync_fd(fd)
 
 
 def _is_link(fd: int, name: str) -> bool:
@@ -220,15 +219,6 @@ def _is_link(fd: int, name: str) -> bool:
         return stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
-
-
-def _fsync_directory(fd: int) -> None:
-    """Make a directory's new entries durable (as atomic.fsync_dir, for a descriptor)."""
-    try:
-        os.fsync(fd)
-    except OSError as error:
-        if error.errno not in _FSYNC_UNSUPPORTED:
-            raise
 
 
 def _unlink_quietly(name: str, fd: int) -> None:
