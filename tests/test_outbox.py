@@ -124,7 +124,9 @@ def test_a_push_passes_with_workers_that_keep_an_outbox(tmp_path, start_node, or
         assert f"{job['job']}: PASSED" in start_work_log.read_text()
         disk = tmp_path / "ciwork" / job["worker"]
         assert (disk / "outbox" / "staged").is_dir(), "the worker kept an outbox"
-        assert outbox.waiting(disk / "outbox") == [] and list((disk / "event-logs").iterdir()) == []
+        wait_for(lambda: outbox.waiting(disk / "outbox") == [], timeout=30,  # delivered by a thread, a moment later
+                 message="the worker's last work_required to leave its outbox")
+        assert list((disk / "event-logs").iterdir()) == []
     finally:
         hub.stop()
         for pid in local_worker_pids(spool):
