@@ -2,7 +2,7 @@
 
 The origin is a bare repository with a long history, made in seconds with
 `git fast-import`: a first commit with FILES files, then one small change
-per commit up to COMMITS commits. The mirror is `trivialci.mirror.Mirror`,
+per commit up to COMMITS commits. The mirror is `trivialci.git.Mirror`,
 updated once before the runs (warm, as on a worker that has built before).
 
 Each run, in turn and into a fresh directory (removed afterwards, untimed):
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _util import Scratch, median, print_table, ratio, spread  # noqa: E402
-from trivialci.mirror import Mirror  # noqa: E402
+from trivialci.git.mirror import Mirror  # noqa: E402
 
 IDENTITY = b"Bench <bench@example.invalid>"
 LINES_PER_FILE = 20

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import trivialci  # noqa: E402
-from trivialci import event  # noqa: E402
+from trivialci.spool import event  # noqa: E402
 from _util import (PYTHON, Hub, Scratch, block_medians, iqr, median, ms, percentile, print_table,  # noqa: E402
                    ratio, spread, verdict, wait_for, write_script)
 

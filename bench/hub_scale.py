@@ -45,9 +45,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import trivialci  # noqa: E402
-from trivialci.hubstate import HubState  # noqa: E402
+from trivialci.hub.state import HubState  # noqa: E402
 from trivialci.jobs import new_job_id, seconds_between  # noqa: E402
-from trivialci.layout import hub_dir  # noqa: E402
+from trivialci.spool.layout import hub_dir  # noqa: E402
 from _util import PYTHON, ROOT, Hub, Scratch, median, ms, print_table, ratio, spread, verdict, \
     wait_for  # noqa: E402
 
@@ -151,7 +151,7 @@ def prefill(spool: Path, jobs: int) -> None:
 
 
 def _branch_key(repo: str, branch: str) -> str:
-    return hashlib.sha1(f"{repo}\0{branch}".encode()).hexdigest()[:16]  # as trivialci.hubstate names it
+    return hashlib.sha1(f"{repo}\0{branch}".encode()).hexdigest()[:16]  # as trivialci.hub.state names it
 
 
 def check_prefill(spool: Path, scratch: Path) -> bool:

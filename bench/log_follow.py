@@ -4,7 +4,7 @@ The real path, in three processes and a server:
 
     build          prints LINES lines, one every INTERVAL s, each carrying its CLOCK_MONOTONIC time
     copier         trivialci.buildlog.LogCopier, as start_work runs it: pipe -> WORKDIR/logs/JOB.log
-    log server     trivialci.logserver.LogServer on 127.0.0.1, in this process
+    log server     trivialci.web.logserver.LogServer on 127.0.0.1, in this process
     client         GET /logs/JOB?follow=1 over real HTTP, in this process; latency = read time - printed time
 
 CLOCK_MONOTONIC is one clock for every process on a Linux machine. The server
@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from trivialci import logserver
-from trivialci.logserver import LogServer
+from trivialci.web import logserver
+from trivialci.web.logserver import LogServer
 
 JOB = "20261125T033000Z-be9c40"
 BUILD = """
@@ -37,7 +37,7 @@ for number in range({lines}):
 COPIER = """
 import os, sys
 from pathlib import Path
-from trivialci.buildlog import LogCopier, ended_marker
+from trivialci.worker.buildlog import LogCopier, ended_marker
 log = Path(sys.argv[1])
 LogCopier(os.dup(0), log).start().join()
 ended_marker(log).write_text("ended\\n")

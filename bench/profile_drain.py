@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import trivialci  # noqa: E402
-from trivialci.layout import hub_dir  # noqa: E402
-from trivialci.node import Node, NodeConfig  # noqa: E402
+from trivialci.spool.layout import hub_dir  # noqa: E402
+from trivialci.spool.node import Node, NodeConfig  # noqa: E402
 from _util import Scratch, print_table, write_script  # noqa: E402
 
 spent: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # name: [seconds, calls]

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import trivialci  # noqa: E402
-from trivialci import event  # noqa: E402
+from trivialci.spool import event  # noqa: E402
 from _util import Hub, Scratch, median, print_table, ratio, remove_dir, spread, verdict, write_script  # noqa: E402
 
 EVENT_TYPE = "noop"

@@ -1,6 +1,6 @@
 """Hub: start a worker of a kind: here, detached, or over ssh on the host TRIVIALCI_BOOT_HOSTS names for it.
 
-See trivialci/boot.py for the configuration. Here, the worker outlives this
+See trivialci/hub/boot.py for the configuration. Here, the worker outlives this
 script: it starts in a session of its own, without this event's TRIVIALCI_*
 variables (their marks would let a timeout of this event stop it), its output
 in SPOOL/workers/NAME.log. To boot workers some other way (a cloud API),
@@ -10,10 +10,11 @@ replace this script: the hub only waits for the worker's heartbeat.
 import json
 import sys
 
-from trivialci import TrivialCiError, boot
+from trivialci import TrivialCiError
+from trivialci.hub import boot_worker
 
 payload = json.load(sys.stdin)
 try:
-    print(boot.boot(payload["kind"], payload["name"]))
+    print(boot_worker(payload["kind"], payload["name"]))
 except TrivialCiError as error:
     sys.exit(f"not booted: {error}")

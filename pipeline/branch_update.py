@@ -10,10 +10,11 @@ import json
 import os
 import sys
 
-from trivialci import TrivialCiError, git, pipelinesource, scheduling
-from trivialci.hubstate import HubState
+from trivialci import TrivialCiError
+from trivialci.git import Mirror, check_branch, check_repo, check_sha
+from trivialci.hub import (HubState, boot_workers, cancel_running, dispatch, end_queued, queue_job,
+                           refresh_pipeline_if_source)
 from trivialci.jobs import RUNNING, JobStatus, new_job_id
-from trivialci.mirror import Mirror
 
 SKIPPED_BRANCHES = ["tmp/*"]  # never built
 PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to the end
@@ -22,12 +23,12 @@ PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to t
 def main(payload: dict) -> None:
     state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
     try:
-        repo, branch, sha = git.check_repo(payload["repo"]), git.check_branch(payload["branch"]), payload["new"]
-        git.check_sha(sha)
+        repo, branch, sha = check_repo(payload["repo"]), check_branch(payload["branch"]), payload["new"]
+        check_sha(sha)
     except TrivialCiError as refusal:
         note(state, payload, [], f"refused: {refusal}")
         raise
-    if pipelinesource.refresh_if_source(payload):
+    if refresh_pipeline_if_source(payload):
         print(f"this hub's pipeline now runs the scripts of {branch} at {sha[:12]}")
     if any(fnmatch.fnmatchcase(branch, pattern) for pattern in SKIPPED_BRANCHES):
         note(state, payload, [], f"skipped: {branch} matches {SKIPPED_BRANCHES}")
@@ -40,13 +41,13 @@ def main(payload: dict) -> None:
         supersede(state, repo, branch, sha)
     queued = []
     for kind in kinds:
-        job = scheduling.queue_job(state, {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha,
-                                           "kind": kind, "attempt": 1, "params": payload.get("params", {}),
-                                           "request": payload.get("request")})
+        job = queue_job(state, {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha,
+                                "kind": kind, "attempt": 1, "params": payload.get("params", {}),
+                                "request": payload.get("request")})
         queued.append(job["job"])
     note(state, payload, queued, f"queued {', '.join(queued)}: {branch} {sha[:12]} for {', '.join(kinds)}")
-    scheduling.dispatch(state)
-    scheduling.boot_workers(state)
+    dispatch(state)
+    boot_workers(state)
 
 
 def note(state: HubState, payload: dict, job_ids: list[str], text: str) -> None:
@@ -73,10 +74,10 @@ def supersede(state: HubState, repo: str, branch: str, sha: str) -> None:
         if not job or job["sha"] == sha:
             continue
         if job["status"] == JobStatus.QUEUED:
-            scheduling.end_queued(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
+            end_queued(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
             print(f"superseded {job_id} (queued)")
         elif JobStatus(job["status"]) in RUNNING and job.get("worker"):
-            scheduling.cancel_running(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
+            cancel_running(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
             print(f"superseding {job_id} (running on {job['worker']})")
 
 

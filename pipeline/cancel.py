@@ -4,8 +4,7 @@ import json
 import os
 import sys
 
-from trivialci import scheduling
-from trivialci.hubstate import HubState
+from trivialci.hub import HubState, cancel_running, end_queued
 from trivialci.jobs import RUNNING, JobStatus
 
 payload = json.load(sys.stdin)
@@ -14,7 +13,7 @@ job = state.job(payload["job"])
 if job is None:
     sys.exit(f"no job {payload['job']!r} in this hub's state")
 if job["status"] == JobStatus.QUEUED:
-    scheduling.end_queued(state, job, JobStatus.CANCELLED, "cancelled by request")
+    end_queued(state, job, JobStatus.CANCELLED, "cancelled by request")
 elif JobStatus(job["status"]) in RUNNING:
-    scheduling.cancel_running(state, job, JobStatus.CANCELLED, "cancelled by request")
+    cancel_running(state, job, JobStatus.CANCELLED, "cancelled by request")
 print(f"{job['job']} was {job['status']}: cancelling")

@@ -5,8 +5,8 @@ import os
 import sys
 from pathlib import Path
 
-from trivialci import jobrun
+from trivialci.worker import stop_job
 
 payload = json.load(sys.stdin)
-stopped = jobrun.stop(Path(os.environ["TRIVIALCI_WORKDIR"]), payload["job"], payload["status"], payload["reason"])
+stopped = stop_job(Path(os.environ["TRIVIALCI_WORKDIR"]), payload["job"], payload["status"], payload["reason"])
 print(f"{payload['job']}: {'stopping its build' if stopped else 'it will not build'} ({payload['reason']})")

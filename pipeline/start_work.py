@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import trivialci
-from trivialci import jobrun
+from trivialci.worker import JobRun
 
 payload = json.load(sys.stdin)
-job = jobrun.JobRun(payload, worker=os.environ["TRIVIALCI_WORKER"], workdir=Path(os.environ["TRIVIALCI_WORKDIR"]),
-                    spool=os.environ["TRIVIALCI_SPOOL"], store_url=os.environ.get("TRIVIALCI_STORE"))
+job = JobRun(payload, worker=os.environ["TRIVIALCI_WORKER"], workdir=Path(os.environ["TRIVIALCI_WORKDIR"]),
+             spool=os.environ["TRIVIALCI_SPOOL"], store_url=os.environ.get("TRIVIALCI_STORE"))
 try:
     if job.is_stale():
         print(f"{job.id}: the hub no longer expects this attempt from this worker; skipped")

@@ -2,12 +2,11 @@
 
 import os
 
-from trivialci import scheduling
-from trivialci.hubstate import HubState
+from trivialci.hub import HubState, boot_workers, dispatch, requeue_lost
 
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
-for job in scheduling.requeue_lost(state):
+for job in requeue_lost(state):
     print(f"{job}: its worker was lost; queued again")
-scheduling.dispatch(state)
-for kind in scheduling.boot_workers(state):
+dispatch(state)
+for kind in boot_workers(state):
     print(f"asked for a {kind} worker")

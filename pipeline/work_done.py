@@ -4,9 +4,8 @@ import json
 import os
 import sys
 
-from trivialci import scheduling
-from trivialci.hubstate import HubState
+from trivialci.hub import HubState, dispatch
 
 payload = json.load(sys.stdin)
 print(f"{payload['worker']} finished {payload['job']}: {payload['status']}")
-scheduling.dispatch(HubState.open(os.environ["TRIVIALCI_SPOOL"]))
+dispatch(HubState.open(os.environ["TRIVIALCI_SPOOL"]))

@@ -5,7 +5,7 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hubstate import HubState
+from trivialci.hub import HubState
 
 payload = json.load(sys.stdin)
 try:

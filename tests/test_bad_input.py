@@ -13,7 +13,7 @@ import stat
 import pytest
 from conftest import leftovers, records, run_cli, wait_for, write_script
 
-from trivialci.event import MAX_EVENT_BYTES
+from trivialci.spool.event import MAX_EVENT_BYTES
 
 OK_SCRIPT = "#!/bin/sh\ncat > /dev/null\necho handled\n"
 

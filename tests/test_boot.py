@@ -2,7 +2,8 @@
 
 import pytest
 
-from trivialci import TrivialCiError, boot
+from trivialci import TrivialCiError
+from trivialci.hub import boot
 from trivialci.errors import BadInput
 
 

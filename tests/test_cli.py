@@ -14,8 +14,8 @@ import time
 import pytest
 from conftest import records, run_cli, wait_for, write_script
 
-from trivialci.event import MAX_EVENT_BYTES
-from trivialci.processes import start_ticks
+from trivialci.spool.event import MAX_EVENT_BYTES
+from trivialci.spool.processes import start_ticks
 
 HOST = socket.gethostname()
 NO_SPOOL_ENV = {"TRIVIALCI_SPOOL": ""}  # an empty variable counts as unset

@@ -350,8 +350,8 @@ def test_a_job_superseded_while_queued_still_has_a_record_in_the_store(ci, origi
 
 
 def test_a_job_cancelled_before_its_build_starts_never_builds(origin, tmp_path):
-    from trivialci import jobrun
-    from trivialci.layout import hub_dir
+    from trivialci.worker import jobrun
+    from trivialci.spool.layout import hub_dir
 
     ran = tmp_path / "ran"
     sha = origin.commit("main", {"build": f"#!/bin/sh\ntouch '{ran}'\n"})

@@ -10,7 +10,7 @@ from conftest import pid_alive, wait_for
 from gitrepo import Origin, git
 
 from trivialci.errors import BadInput
-from trivialci.git import (GitError, check_branch, check_repo, check_sha, ls_remote_heads, repo_key, resolve_repo,
+from trivialci.git.commands import (GitError, check_branch, check_repo, check_sha, ls_remote_heads, repo_key, resolve_repo,
                            run_git)
 
 HOSTILE_BRANCHES = [
@@ -173,7 +173,7 @@ def test_git_runs_without_a_terminal_prompt_and_in_the_c_locale(tmp_path, monkey
 
 
 def test_importing_the_git_layer_loads_no_click_watchdog_or_boto3():
-    probe = ("import sys, json\nimport trivialci.git, trivialci.mirror, trivialci.gitwatcher\n"
+    probe = ("import sys, json\nimport trivialci.git, trivialci.git.mirror, trivialci.git.gitwatcher\n"
              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'watchdog', 'boto3'))))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

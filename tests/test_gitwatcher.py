@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, pid_alive, run_cli, wait_for
 from gitrepo import Origin, git
 
-from trivialci.git import repo_key
+from trivialci.git.commands import repo_key
 
 HOOK = ROOT / "contrib" / "post-receive"
 

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from conftest import run_cli
 
-from trivialci.history import list_jobs
+from trivialci.store.history import list_jobs
 from trivialci.store import ArtifactStore, open_store
 
 BRANCHES = ("main", "feature/login")

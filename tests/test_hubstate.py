@@ -1,7 +1,7 @@
 """The hub's state as a fold of events: queue order, stale updates, requeues, rebuilds."""
 
-from trivialci.hubstate import HubState
-from trivialci.layout import hub_dir
+from trivialci.hub.state import HubState
+from trivialci.spool.layout import hub_dir
 
 
 def queued(job, at, kind="build", attempt=1):
@@ -42,10 +42,10 @@ def test_a_deleted_state_is_rebuilt_from_done_by_the_same_fold(spool, pipeline):
     from conftest import write_script
 
     import trivialci
-    from trivialci.node import Node, NodeConfig
+    from trivialci.spool.node import Node, NodeConfig
 
     write_script(pipeline, "work_status.py", (
-        "import json, os, sys\nfrom trivialci.hubstate import HubState\n"
+        "import json, os, sys\nfrom trivialci.hub.state import HubState\n"
         "HubState.open(os.environ['TRIVIALCI_SPOOL']).apply_status(json.load(sys.stdin))\n"))
     for update in (queued("j1", "2026-11-25T00:00:00.000Z"), queued("j2", "2026-11-25T00:00:01.000Z"),
                    {"job": "j1", "status": "BUILDING", "attempt": 1, "worker": "w"},
@@ -66,7 +66,7 @@ def test_a_deleted_state_is_rebuilt_from_done_by_the_same_fold(spool, pipeline):
 def beat(spool, worker, pid):
     import json
 
-    from trivialci.layout import worker_dir
+    from trivialci.spool.layout import worker_dir
 
     node = worker_dir(spool, worker)
     node.create()
@@ -74,7 +74,7 @@ def beat(spool, worker, pid):
 
 
 def test_a_stale_work_required_does_not_free_a_busy_worker_but_a_restart_loses_its_job(spool):
-    from trivialci import scheduling
+    from trivialci.hub import scheduling
 
     state = make_state(spool)
     beat(spool, "w1", 100)
@@ -94,7 +94,7 @@ def test_a_stale_work_required_does_not_free_a_busy_worker_but_a_restart_loses_i
 
 
 def test_the_work_required_that_names_the_attempt_frees_the_worker(spool):
-    from trivialci import scheduling
+    from trivialci.hub import scheduling
 
     state = make_state(spool)
     beat(spool, "w1", 100)
@@ -108,7 +108,7 @@ def test_the_work_required_that_names_the_attempt_frees_the_worker(spool):
 def test_event_values_that_are_not_file_names_are_refused_and_write_nothing(spool):
     import pytest
 
-    from trivialci import scheduling
+    from trivialci.hub import scheduling
     from trivialci.errors import BadInput
 
     state = make_state(spool)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import events_in, leftovers, outcomes, records, wait_for, write_script
 
-from trivialci import emit, mounts
-from trivialci.layout import hub_dir
-from trivialci.node import Node, NodeConfig
+from trivialci import emit
+from trivialci.spool import mounts
+from trivialci.spool.layout import hub_dir
+from trivialci.spool.node import Node, NodeConfig
 
 MAX_QUEUED = Path("/proc/sys/fs/inotify/max_queued_events")
 

@@ -1,4 +1,18 @@
-"""Layers point down: the protocol layer loads nothing heavy, and only one module imports each dependency."""
+"""Layers point down: `ls trivialci/` is the architecture, and the imports obey it.
+
+    cli, __main__                the command line           (imports anything below)
+    up                           a whole CI on one machine
+    web                          the hub's UI, the worker's log server
+    worker                       one job on a worker
+    hub                          state/, queue, dispatch, boots
+    git                          safe git, mirrors, the gitwatcher
+    store                        the artifact store, history
+    spool                        the on-disk protocol: stdlib only
+    errors, jobs                 the words every layer shares
+
+A module may import its own layer and the layers below it, never one above;
+the package face (`trivialci/__init__.py`) is for users, never imported back.
+"""
 
 import ast
 import json
@@ -7,20 +21,30 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trivialci"
-CORE = ["trivialci", "trivialci.node", "trivialci.delivery", "trivialci.claim", "trivialci.record",
-        "trivialci.recovery", "trivialci.runner", "trivialci.event", "trivialci.layout", "trivialci.atomic",
-        "trivialci.lock", "trivialci.inbox", "trivialci.status", "trivialci.store", "trivialci.history"]
+LAYERS = [{"errors", "jobs"}, {"spool"}, {"store"}, {"git"}, {"hub"}, {"worker"}, {"web"}, {"up"},
+          {"cli", "__main__"}]
+SPOOL = sorted(f"trivialci.spool.{p.stem}" for p in (PACKAGE / "spool").glob("*.py")
+               if p.stem not in ("__init__", "watcher"))
 HEAVY = ["click", "watchdog", "boto3", "botocore"]
 # Which module alone may import each dependency (relative to trivialci/).
-ONLY_IMPORTER = {"click": "cli.py", "watchdog": "watcher.py", "boto3": "store/s3.py", "botocore": "store/s3.py"}
+ONLY_IMPORTER = {"click": "cli.py", "watchdog": "spool/watcher.py", "boto3": "store/s3.py", "botocore": "store/s3.py"}
 
 
-def test_importing_the_core_and_the_store_loads_no_click_watchdog_or_boto3():
-    probe = (f"import sys\nimport {', '.join(CORE)}\n"
+def loaded_heavy_modules(*names: str) -> list[str]:
+    probe = (f"import sys\nimport {', '.join(names)}\n"
              f"print(__import__('json').dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == []
+    return json.loads(done.stdout)
+
+
+def test_importing_the_spool_layer_loads_no_click_watchdog_or_boto3():
+    assert loaded_heavy_modules("trivialci", "trivialci.spool", *SPOOL) == []
+
+
+def test_importing_the_store_git_and_hub_loads_no_click_watchdog_or_boto3():
+    assert loaded_heavy_modules("trivialci.store", "trivialci.store.history", "trivialci.git", "trivialci.hub",
+                                "trivialci.worker") == []
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -41,7 +65,8 @@ def _from_names(node: ast.ImportFrom, package: str) -> set[str]:
         module = f"{base}.{node.module}" if node.module else base
     else:
         module = node.module
-    return {module} | {f"{module}.{alias.name}" for alias in node.names}
+    names = {f"{module}.{alias.name}" for alias in node.names}
+    return names if node.level and not node.module else {module} | names  # `from .. import git` names trivialci.git
 
 
 def modules():
@@ -52,9 +77,68 @@ def importers_of(top: str) -> set[str]:
     return {name for name, imports in modules().items() if any(i == top or i.startswith(top + ".") for i in imports)}
 
 
+def layer_of_file(relative: str) -> int | None:
+    """The layer of a module of the package, by its first path part; None for the package face."""
+    first = relative.split("/")[0].removesuffix(".py")
+    return None if first == "__init__" else _layer_of_part(first)
+
+
+def _layer_of_part(part: str) -> int:
+    for level, names in enumerate(LAYERS):
+        if part in names:
+            return level
+    raise AssertionError(f"trivialci/{part} is in no layer: add it to LAYERS in tests/test_layers.py")
+
+
+def upward_imports(imports_by_file: dict[str, set[str]]) -> list[str]:
+    """'FILE imports NAME' for every import of a higher layer, or of the package face, from inside the package."""
+    found = []
+    for relative, imports in imports_by_file.items():
+        level = layer_of_file(relative)
+        if level is None or level == len(LAYERS) - 1:  # the face itself, and the CLI that prints its version
+            continue
+        for name in sorted(imports):
+            parts = name.split(".")
+            if parts[0] != "trivialci":
+                continue
+            if len(parts) == 1 or not (PACKAGE / parts[1]).exists() and not (PACKAGE / f"{parts[1]}.py").exists():
+                found.append(f"{relative} imports the package face ({name})")
+            elif _layer_of_part(parts[1]) > level:
+                found.append(f"{relative} imports {name}, a higher layer")
+    return found
+
+
+def test_every_module_is_in_a_layer_and_imports_only_its_own_layer_or_lower_ones():
+    assert upward_imports(modules()) == []
+
+
+def test_the_layer_check_catches_an_upward_import_and_an_import_of_the_face():
+    assert upward_imports({"spool/node.py": {"trivialci.hub.state.HubState"}}) == [
+        "spool/node.py imports trivialci.hub.state.HubState, a higher layer"]
+    assert upward_imports({"hub/state.py": {"trivialci.web", "trivialci.jobs.JobStatus"}}) == [
+        "hub/state.py imports trivialci.web, a higher layer"]
+    assert upward_imports({"store/s3.py": {"trivialci.emit"}}) == ["store/s3.py imports the package face (trivialci.emit)"]
+    assert upward_imports({"up.py": {"trivialci.web.ui", "trivialci.__version__"}}) == [
+        "up.py imports the package face (trivialci.__version__)"]
+
+
+def test_the_package_shows_its_layers_with_few_modules_at_the_top():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 8, top
+    for package in PACKAGE.glob("*/__init__.py"):
+        docstring = ast.get_docstring(ast.parse(package.read_text()))
+        assert docstring and "import" in docstring, f"{package}: say what the layer is and what it may import"
+
+
+def test_no_module_is_over_450_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    assert long == {}, "split these where a concern stands apart"
+
+
 def test_the_import_scanner_sees_relative_and_nested_imports():
-    assert "trivialci.node" in imported_modules(PACKAGE / "cli.py")
-    assert "trivialci.watcher.InboxWatcher" in imported_modules(PACKAGE / "node.py"), "imports inside functions count"
+    assert "trivialci.spool.node" in imported_modules(PACKAGE / "cli.py")
+    assert "trivialci.spool.watcher.InboxWatcher" in imported_modules(PACKAGE / "spool" / "node.py"), \
+        "imports inside functions count"
 
 
 def test_nothing_in_the_package_imports_the_cli():
@@ -70,10 +154,7 @@ def test_only_open_store_loads_the_s3_backend():
     assert importers_of("trivialci.store.s3") <= {"store/__init__.py"}, "boto3 is loaded for an s3:// URL alone"
 
 
-def test_only_the_cli_starts_the_log_server():
-    assert importers_of("trivialci.logserver") <= {"cli.py"}, "the log server is started by `trivialci worker` alone"
-
-
-def test_only_the_cli_imports_the_web_ui():
-    assert importers_of("trivialci.webui") <= {"cli.py"}, "the web UI is started by `trivialci hub --ui` alone"
-    assert importers_of("trivialci.webhtml") | importers_of("trivialci.webviews") <= {"webui.py"}
+def test_only_the_cli_starts_the_log_server_and_the_web_ui():
+    assert importers_of("trivialci.web.logserver") <= {"cli.py"}, "the log server is started by `trivialci worker` alone"
+    assert importers_of("trivialci.web.ui") <= {"cli.py"}, "the web UI is started by `trivialci hub --ui` alone"
+    assert importers_of("trivialci.web.pages") | importers_of("trivialci.web.views") <= {"web/ui.py"}

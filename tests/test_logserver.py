@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli, wait_for
 from test_flow import ci, origin, push_event  # noqa: F401 (fixtures)
 
-from trivialci.logserver import LogServer
+from trivialci.web.logserver import LogServer
 
 JOB = "20261125T033000Z-abcdef"
 STAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) ")
@@ -22,7 +22,7 @@ STAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) ")
 WRITER = """
 import os, sys
 from pathlib import Path
-from trivialci.buildlog import LogCopier, ended_marker
+from trivialci.worker.buildlog import LogCopier, ended_marker
 log = Path(sys.argv[1])
 LogCopier(os.dup(0), log).start().join()
 ended_marker(log).write_text("ended\\n")

@@ -5,8 +5,8 @@ import logging
 from conftest import records, wait_for, write_script
 
 import trivialci
-from trivialci.layout import hub_dir
-from trivialci.node import Node, NodeConfig
+from trivialci.spool.layout import hub_dir
+from trivialci.spool.node import Node, NodeConfig
 
 
 def test_an_exception_inside_an_iteration_is_logged_and_the_loop_goes_on(spool, pipeline, caplog):

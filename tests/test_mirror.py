@@ -12,8 +12,8 @@ from conftest import ROOT, wait_for
 from gitrepo import Origin, git
 
 from trivialci.errors import BadInput
-from trivialci.git import GitError, repo_key
-from trivialci.mirror import Mirror
+from trivialci.git.commands import GitError, repo_key
+from trivialci.git.mirror import Mirror
 
 
 @pytest.fixture
@@ -178,7 +178,7 @@ def test_a_leftover_of_a_crashed_clone_is_replaced(origin, mirror):
     assert not staging.exists() and git("rev-parse", "main", cwd=mirror.path) == sha
 
 
-UPDATER = "import sys; from trivialci.mirror import Mirror; Mirror(sys.argv[1], sys.argv[2]).update()"
+UPDATER = "import sys; from trivialci.git.mirror import Mirror; Mirror(sys.argv[1], sys.argv[2]).update()"
 
 
 def blocked_on(lock_path: Path) -> set[int]:

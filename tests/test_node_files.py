@@ -7,8 +7,8 @@ from pathlib import Path
 
 from conftest import wait_for
 
-from trivialci.layout import hub_dir, worker_dir
-from trivialci.node import Node, NodeConfig, reap_tmp
+from trivialci.spool.layout import hub_dir, worker_dir
+from trivialci.spool.node import Node, NodeConfig, reap_tmp
 
 
 def test_worker_heartbeat_names_the_worker_and_is_refreshed(spool, pipeline):
@@ -58,7 +58,7 @@ def test_a_node_reaps_tmp_when_it_starts(spool, pipeline):
 def test_status_counts_a_running_event_from_its_claim_not_from_when_it_was_written(spool, pipeline, tmp_path):
     from conftest import write_script
 
-    from trivialci.status import node_status
+    from trivialci.spool.status import node_status
 
     gate = tmp_path / "gate"
     write_script(pipeline, "wait", f'#!/bin/sh\nwhile [ ! -e "{gate}" ]; do sleep 0.02; done\n', executable=True)

@@ -7,9 +7,10 @@ import pytest
 from conftest import records, wait_for, write_script
 from test_flow import BUILD_OK, origin, push_event, store_jobs  # noqa: F401 (origin is a fixture)
 
-from trivialci import emit, outbox
-from trivialci.inbox import InboxTracker
-from trivialci.layout import hub_dir, worker_dir
+from trivialci import emit
+from trivialci.spool import outbox
+from trivialci.spool.inbox import InboxTracker
+from trivialci.spool.layout import hub_dir, worker_dir
 from trivialci.up import local_worker_pids
 
 

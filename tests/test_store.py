@@ -504,7 +504,7 @@ def test_open_store_refuses_what_it_cannot_open(url, message):
 
 
 def test_the_store_loads_no_click_watchdog_or_boto3():
-    probe = ("import sys, trivialci.store, trivialci.store.directory, trivialci.history\n"
+    probe = ("import sys, trivialci.store, trivialci.store.directory, trivialci.store.history\n"
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'watchdog', 'boto3')))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -20,8 +20,8 @@ from conftest import events_in, wait_for
 from gitrepo import Origin
 from hosts import hosts  # noqa: F401 (a fixture)
 
-from trivialci import outbox
-from trivialci.jobrun import JobRun
+from trivialci.spool import outbox
+from trivialci.worker.jobrun import JobRun
 from trivialci.jobs import JobStatus, iso_now
 from trivialci.store import open_store
 

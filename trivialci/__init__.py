@@ -8,7 +8,7 @@ Importing this package loads the protocol layer only (stdlib): scripts that
 `import trivialci` to emit events start fast.
 """
 
-from .delivery import emit
+from .spool.delivery import emit
 from .errors import TrivialCiError
 
 __version__ = "0.1.0"

@@ -16,21 +16,24 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .delivery import SPOOL_ENV, emit
+from .spool.delivery import SPOOL_ENV, emit
 from .errors import BadInput, TrivialCiError
-from .event import parse_payload_text
-from .history import format_job_record, format_job_table, job_log, list_jobs, show_job
-from .gitwatcher import GitWatcher
-from .layout import check_node_name, hub_dir, worker_dir
-from .node import Node, NodeConfig
-from .status import format_status, spool_status
+from .spool.event import parse_payload_text
+from .store.history import format_job_record, format_job_table, job_log, list_jobs, show_job
+from .git.gitwatcher import GitWatcher
+from .spool.layout import check_node_name, hub_dir, worker_dir
+from .spool.node import Node, NodeConfig
+from .spool.status import format_status, spool_status
 from .store import STORE_ENV, open_store
-from . import git, mounts, pipelinesource, requests, webui
+from . import git
+from .spool import mounts
+from .hub import pipelinesource, requests
+from .web import ui as webui
 from . import up as up_tree
-from .hubstate import HubState
+from .hub.state import HubState
 from .jobs import is_job_id
-from .jobview import format_jobs, jobs_summary
-from .logserver import LogServer, parse_listen
+from .hub.jobview import format_jobs, jobs_summary
+from .web.logserver import LogServer, parse_listen
 
 log = logging.getLogger("trivialci")
 

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from .heartbeat import read_heartbeat
-from .layout import worker_dir, worker_names
+from .spool.heartbeat import read_heartbeat
+from .spool.layout import worker_dir, worker_names
 
 TICK_SECONDS = 10.0  # lost workers are noticed within LOST_AFTER + this; each tick is a file in done/
 WATCH_SECONDS = 2.0

@@ -25,7 +25,7 @@ import stat
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..atomic import fsync_fd
+from ..spool.atomic import fsync_fd
 from ..errors import BadInput
 from . import STORE_ENV, ArtifactStore, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
 

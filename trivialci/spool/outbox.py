@@ -26,9 +26,8 @@ from pathlib import Path
 
 from . import event
 from .atomic import fsync_dir, remove_if_present, write_atomically, write_synced
-from .delivery import OUTBOX_ENV  # noqa: F401 (the variable that names a worker's outbox, for its users)
 from .faults import crash_point
-from .layout import NodeDir, hub_dir
+from .layout import OUTBOX_ENV, NodeDir, hub_dir  # noqa: F401 (OUTBOX_ENV names a worker's outbox, for its users)
 
 log = logging.getLogger("trivialci")
 

@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from .buildlog import ended_marker
-from .errors import BadInput
-from .jobs import is_job_id
+from ..worker.buildlog import ended_marker
+from ..errors import BadInput
+from ..jobs import is_job_id
 
 log = logging.getLogger("trivialci")
 

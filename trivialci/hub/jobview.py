@@ -1,7 +1,7 @@
 """`trivialci jobs`: the queue, what runs where, and the last results, from the hub's state/."""
 
-from .hubstate import HubState
-from .jobs import RUNNING, JobStatus
+from .state import HubState
+from ..jobs import RUNNING, JobStatus
 
 
 def jobs_summary(state: HubState, recent: int = 15) -> dict:

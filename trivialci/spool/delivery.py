@@ -11,11 +11,10 @@ from pathlib import Path
 
 from . import event
 from .atomic import write_atomically
-from .errors import BadInput, SpoolUnavailable
-from .layout import hub_dir, worker_dir
+from ..errors import BadInput, SpoolUnavailable
+from .layout import OUTBOX_ENV, hub_dir, worker_dir
 
 SPOOL_ENV = "TRIVIALCI_SPOOL"
-OUTBOX_ENV = "TRIVIALCI_OUTBOX"
 
 
 def emit(event_type: str, payload: dict, to: str = "hub", spool=None) -> Path:

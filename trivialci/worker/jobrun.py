@@ -1,7 +1,7 @@
 """One job on a worker, from checkout to record.
 
 On the worker's own disk (WORKDIR, never the spool):
-    WORKDIR/mirrors/                 the git mirrors (see mirror.py)
+    WORKDIR/mirrors/                 the git mirrors (see trivialci/git/mirror.py)
     WORKDIR/jobs/JOB/                the job's worktree, removed when it ends
     WORKDIR/jobs/JOB.pid             the build's process group, while it runs
     WORKDIR/jobs/JOB.cancel          {status, reason}: a request to stop it
@@ -26,15 +26,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import processes
-from .atomic import remove_if_present
+from ..spool import processes
+from ..spool.atomic import remove_if_present
 from .buildlog import LogCopier, ended_marker
-from .delivery import emit
-from .errors import TrivialCiError
-from .hubstate import HubState
-from .jobs import RUNNING, JobStatus, iso_now, seconds_between
-from .mirror import Mirror
-from .store import StoreMissing, open_store
+from ..spool.delivery import emit
+from ..errors import TrivialCiError
+from ..hub.state import HubState
+from ..jobs import RUNNING, JobStatus, iso_now, seconds_between
+from ..git.mirror import Mirror
+from ..store import StoreMissing, open_store
 
 GRACE = 5.0
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")

@@ -32,8 +32,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BadInput
-from .git import GitError, check_sha, repo_key, resolve_repo, run_git, run_git_bytes
+from ..errors import BadInput
+from .commands import GitError, check_sha, repo_key, resolve_repo, run_git, run_git_bytes
 
 NO_HOOKS = ["-c", "core.hooksPath=/dev/null"]  # a checkout for a job runs none of the mirror's hooks
 

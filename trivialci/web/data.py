@@ -14,11 +14,11 @@ import stat
 import time
 from pathlib import Path
 
-from .history import list_jobs, parse_record
-from .hubstate import HubState, heartbeat_age
-from .layout import worker_names
-from .errors import BadInput
-from .store import ArtifactStore, StoreMissing, StoreUnavailable, is_key
+from ..store.history import list_jobs, parse_record
+from ..hub.state import HubState, heartbeat_age
+from ..spool.layout import worker_names
+from ..errors import BadInput
+from ..store import ArtifactStore, StoreMissing, StoreUnavailable, is_key
 
 PAGE_SIZE = 50
 RECENT_EVENTS = 100

@@ -25,11 +25,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from . import webhtml, webviews
-from .errors import BadInput
-from .jobs import is_job_id
-from .store import ArtifactStore, is_key
-from .webdata import WebData
+from . import pages, views
+from ..errors import BadInput
+from ..jobs import is_job_id
+from ..store import ArtifactStore, is_key
+from .data import WebData
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_PAGE = 100000
@@ -143,28 +143,28 @@ class Handler(BaseHTTPRequestHandler):
         if name == "jobs":
             page = _page_number(parse_qs(url.query).get("page", ["0"])[0])
             data = self.data.jobs_page(page)
-            return self.send_view("jobs", data, webviews.jobs_view(data), wants_json)
+            return self.send_view("jobs", data, views.jobs_view(data), wants_json)
         if name == "queue":
             data = self.data.queue()
-            return self.send_view("queue", data, webviews.queue_view(data), wants_json)
+            return self.send_view("queue", data, views.queue_view(data), wants_json)
         if name == "workers":
             workers = self.data.workers()
-            return self.send_view("workers", {"workers": workers}, webviews.workers_view(workers), wants_json)
+            return self.send_view("workers", {"workers": workers}, views.workers_view(workers), wants_json)
         events = self.data.events()
-        return self.send_view("events", {"events": events}, webviews.events_view(events), wants_json)
+        return self.send_view("events", {"events": events}, views.events_view(events), wants_json)
 
     def job_page(self, job_id: str, wants_json: bool) -> None:
         data = self.data.job(job_id)
         if data is None:
             return self.not_found(f"no job {job_id} in the hub's state/ or the artifact store\n")
-        self.send_view(f"job {job_id}", data, webviews.job_view(job_id, data), wants_json)
+        self.send_view(f"job {job_id}", data, views.job_view(job_id, data), wants_json)
 
     def send_view(self, title: str, data: dict, view: list[dict], wants_json: bool) -> None:
         if wants_json:
             body = json.dumps({**data, "view": view}, indent=1).encode()
             return self.send(200, "application/json", body)
         nonce = secrets.token_urlsafe(18)
-        self.send(200, "text/html; charset=utf-8", webhtml.page(title, view, nonce).encode(), nonce)
+        self.send(200, "text/html; charset=utf-8", pages.page(title, view, nonce).encode(), nonce)
 
     # --- files ----------------------------------------------------------
 
@@ -190,7 +190,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send(200, "text/plain; charset=utf-8", data)
 
     def badge(self, branch: str) -> None:
-        svg = webhtml.badge("build", self.data.branch_status(branch))
+        svg = pages.badge("build", self.data.branch_status(branch))
         self.send(200, "image/svg+xml; charset=utf-8", svg.encode())
 
     # --- answers --------------------------------------------------------

@@ -18,8 +18,8 @@ import json
 import math
 import re
 
-from .errors import BadInput
-from .store import ArtifactStore, StoreMissing, is_key
+from ..errors import BadInput
+from . import ArtifactStore, StoreMissing, is_key
 
 JOBS = "jobs/"
 JOB_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",

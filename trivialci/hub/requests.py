@@ -8,11 +8,11 @@ and the job view (state/jobs/) says when each is final.
 import secrets
 import time
 
-from . import git
-from .delivery import emit
-from .errors import BadInput
-from .hubstate import HubState
-from .jobs import JobStatus
+from .. import git
+from ..spool.delivery import emit
+from ..errors import BadInput
+from .state import HubState
+from ..jobs import JobStatus
 
 POLL_SECONDS = 0.2
 

@@ -18,9 +18,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput
+from ..errors import BadInput
 
 HUB = "hub"
+OUTBOX_ENV = "TRIVIALCI_OUTBOX"  # names a worker's outbox in its scripts' environment (see outbox.py)
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
 SUBDIRS = ("inbox", "tmp", "work", "done", "failed")
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import processes
-from .errors import NodeBusy, SpoolUnavailable
+from ..errors import NodeBusy, SpoolUnavailable
 
 STALE_AFTER = 60.0
 HOST = socket.gethostname()

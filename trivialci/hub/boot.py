@@ -27,7 +27,7 @@ import shlex
 import subprocess
 import sys
 
-from .errors import BadInput, TrivialCiError
+from ..errors import BadInput, TrivialCiError
 from .scheduling import LOST_AFTER
 
 HOSTS_ENV = "TRIVIALCI_BOOT_HOSTS"

@@ -18,12 +18,12 @@ import json
 import os
 import time
 
-from .delivery import emit
-from .heartbeat import read_heartbeat
-from .hubstate import HubState, check_name, heartbeat_age
-from .layout import worker_dir
-from .jobs import RUNNING, JobStatus, iso_now
-from .store import open_store
+from ..spool.delivery import emit
+from ..spool.heartbeat import read_heartbeat
+from .state import HubState, check_name, heartbeat_age
+from ..spool.layout import worker_dir
+from ..jobs import RUNNING, JobStatus, iso_now
+from ..store import open_store
 
 LOST_AFTER = float(os.environ.get("TRIVIALCI_LOST_AFTER", 30.0))  # the hub's environment may shorten it
 

@@ -1,6 +1,6 @@
 """The web UI's pages as views: sections of tables and links, made of plain values.
 
-A view is what both renderers draw: webhtml.py turns it into escaped HTML on
+A view is what both renderers draw: pages.py turns it into escaped HTML on
 the server, and the page's inline script draws the same view from the JSON
 twin with createElement and textContent, so no value is ever parsed as markup.
 
@@ -14,7 +14,7 @@ is one of the job statuses, so it can name a CSS class.
 import json
 from urllib.parse import quote
 
-from .jobs import JobStatus, is_job_id
+from ..jobs import JobStatus, is_job_id
 
 STATUSES = {status.value for status in JobStatus}
 JOB_COLUMNS = ["job", "branch", "sha", "kind", "status", "worker", "queued", "started", "duration", "attempt"]

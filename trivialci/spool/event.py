@@ -17,7 +17,7 @@ import re
 import socket
 import time
 
-from .errors import BadInput
+from ..errors import BadInput
 
 MAX_EVENT_BYTES = 65536  # base64 of this still fits one argv string (128 KiB)
 MAX_NAME_BYTES = 160

@@ -15,9 +15,9 @@ calls `refresh_if_source` for every push it sees.
 import os
 from pathlib import Path
 
-from .errors import BadInput
-from .git import check_branch, ls_remote_heads, resolve_repo
-from .mirror import Mirror
+from ..errors import BadInput
+from ..git.commands import check_branch, ls_remote_heads, resolve_repo
+from ..git.mirror import Mirror
 
 PREFIX = "git+"
 SOURCE_ENV = "TRIVIALCI_PIPELINE_SOURCE"

@@ -30,11 +30,11 @@ import signal
 from contextlib import contextmanager
 from pathlib import Path
 
-from .atomic import write_atomically
-from .delivery import emit
-from .errors import BadInput, SpoolUnavailable, TrivialCiError
-from .git import check_branch, ls_remote_heads, repo_key, resolve_repo
-from .layout import hub_dir
+from ..spool.atomic import write_atomically
+from ..spool.delivery import emit
+from ..errors import BadInput, SpoolUnavailable, TrivialCiError
+from .commands import check_branch, ls_remote_heads, repo_key, resolve_repo
+from ..spool.layout import hub_dir
 
 log = logging.getLogger("trivialci")
 

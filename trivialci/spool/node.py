@@ -27,14 +27,14 @@ from pathlib import Path
 from . import mounts, runner
 from .claim import Claim, StampClock, claim, open_claimed
 from .delivery import emit
-from .errors import SpoolUnavailable, TrivialCiError
+from ..errors import SpoolUnavailable, TrivialCiError
 from .event import BadEvent
 from .faults import crash_point
 from .heartbeat import HEARTBEAT_SECONDS, remove_heartbeat, write_heartbeat
 from .inbox import InboxTracker
-from .layout import NodeDir
+from .layout import OUTBOX_ENV, NodeDir
 from .lock import NodeLock
-from .outbox import OUTBOX_ENV, Forwarder, ForwarderThread, waiting
+from .outbox import Forwarder, ForwarderThread, waiting
 from .record import Outcome, record
 from .recovery import recover
 

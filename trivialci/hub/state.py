@@ -24,10 +24,10 @@ import shutil
 import time
 from pathlib import Path
 
-from .atomic import remove_if_present, write_atomically
-from .errors import BadInput
-from .jobs import FINAL, RUNNING, JobStatus, iso_now, seconds_between
-from .layout import hub_dir
+from ..spool.atomic import remove_if_present, write_atomically
+from ..errors import BadInput
+from ..jobs import FINAL, RUNNING, JobStatus, iso_now, seconds_between
+from ..spool.layout import hub_dir
 
 REPLAYED = ("work_status", "work_required")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")  # event values that become file names

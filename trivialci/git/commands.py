@@ -24,7 +24,7 @@ import re
 import signal
 import subprocess
 
-from .errors import BadInput, TrivialCiError
+from ..errors import BadInput, TrivialCiError
 
 ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS, "LC_ALL": "C"}

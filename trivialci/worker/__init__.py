@@ -1,0 +1,16 @@
+"""The worker's side of a job: checkout, build, log, upload, report.
+
+A `JobRun` takes one start_work package from checkout to record on the
+worker's own disk (jobrun.py); the build's output is copied line by line with
+timestamps into the log the log server follows (buildlog.py). `stop_job`
+asks a running build to stop. docs/scripting.md documents what is exported here.
+
+It may import the hub (to read whether an attempt is still expected), the git
+layer, the stores, the spool layer, trivialci.jobs and trivialci.errors;
+never the web or the CLI.
+"""
+
+from .jobrun import JobRun
+from .jobrun import stop as stop_job
+
+__all__ = ["JobRun", "stop_job"]
