@@ -1,0 +1,82 @@
+"""Reading files that someone else may have replaced: never a link, never a special file, never too much.
+
+Anyone who can write the spool (and, without a sandbox, any build) can put a
+symlink to a secret where a state file or heartbeat was, a FIFO that blocks
+its reader for ever, or a file of gigabytes. Every read of such a file goes
+through here:
+
+- it is opened with O_NOFOLLOW|O_NONBLOCK (a link is refused, a FIFO is not
+  waited on) and checked with fstat on the descriptor that is then read: only
+  a regular file is read (the check and the read see the same file);
+- given a `root`, the path is walked from it one directory at a time, each
+  opened with O_NOFOLLOW|O_DIRECTORY, so a link anywhere on the way (state/jobs
+  made a link to /etc) is refused too, and what is read is physically under root;
+- at most `limit` bytes are read; a longer file is refused.
+
+Refusals are OSError (ELOOP for a link, EINVAL for a special file, EFBIG for a
+file over the limit), so callers treat them like a file that cannot be read.
+"""
+
+import errno
+import json
+import os
+import stat
+from pathlib import Path
+
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_STATE_BYTES = 1 << 20  # a state file, heartbeat or record is a few KiB
+
+
+def open_regular(path, root=None) -> int:
+    """A blocking descriptor of `path` (relative to `root` when given), which is a regular file."""
+    if root is None:
+        return _checked(os.open(path, READ_FLAGS), path)
+    parent = open_directory_under(root, Path(path).parent)
+    try:
+        return _checked(os.open(Path(path).name, READ_FLAGS, dir_fd=parent), path)
+    finally:
+        os.close(parent)
+
+
+def open_directory_under(root, relative) -> int:
+    """A descriptor of directory `relative` under `root`, walked without following a link on the way."""
+    fd = os.open(root, DIRECTORY_FLAGS)
+    for part in Path(relative).parts:
+        if part in ("..", "/"):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "the path leaves its root", str(relative))
+        try:
+            next_fd = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = next_fd
+    return fd
+
+
+def read_regular(path, limit: int = MAX_STATE_BYTES, root=None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes."""
+    with os.fdopen(open_regular(path, root), "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data
+
+
+def read_json(path, limit: int = MAX_STATE_BYTES, root=None):
+    """The JSON value of a regular file, or None when it is missing, not a regular file, too large or not JSON."""
+    try:
+        return json.loads(read_regular(path, limit, root))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def _checked(fd: int, path) -> int:
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
