@@ -1,7 +1,8 @@
 """Idle cost: CPU and memory of a hub that waits on an empty inbox.
 
 Hubs in inotify mode, with --poll 1 and with --poll 0.1 run side by side on
-their own empty spools, next to a bare `python -c 'import time;
+their own empty spools, with one more whose spool went away after it started
+(renamed: as a mount that is gone, every path under it fails), next to a bare `python -c 'import time;
 time.sleep(...)'` as the baseline. After a warm-up, their CPU time (user+sys
 of all threads, /proc/PID/stat) is read at the edges of `--windows` equal
 windows spanning `--seconds`: the median over the windows and their spread are
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import PYTHON, Hub, Scratch, cpu_seconds, median, print_table, ratio, rss_kib, spawn, spread, stop, \
     write_script  # noqa: E402
 
-MODES = {"inotify": [], "poll 1": ["--poll", "1"], "poll 0.1": ["--poll", "0.1"]}
+MODES = {"inotify": [], "poll 1": ["--poll", "1"], "poll 0.1": ["--poll", "0.1"], "inotify, spool gone": []}
 
 
 def start_all(tmp: Path, warmup: float, seconds: float) -> dict:
@@ -39,6 +40,8 @@ def start_all(tmp: Path, warmup: float, seconds: float) -> dict:
         hubs[f"hub, {mode}"] = Hub(tmp / f"m{number}" / "spool", pipeline, *options)
     for label, hub in hubs.items():
         processes[label] = hub.wait_ready().process
+    gone = tmp / f"m{len(MODES) - 1}"
+    (gone / "spool").rename(gone / "spool-away")
     return processes
 
 

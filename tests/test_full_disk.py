@@ -4,6 +4,8 @@ import errno
 import os
 import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from conftest import leftovers, outcomes, run_cli, wait_for, write_script
@@ -87,3 +89,28 @@ def test_a_node_started_on_a_full_disk_says_so_and_leaves_no_lock_behind(small_d
     started = run_cli("hub", "--spool", spool, "--pipeline", pipeline, "--drain")
     assert started.returncode == 0, started.stderr
     assert outcomes(spool) == {name: ["done"]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system time a process has used so far (from /proc, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_node_whose_spool_went_away_waits_near_idle_and_resumes_when_it_returns(pipeline, tmp_path, start_node):
+    spool, away = tmp_path / "spool", tmp_path / "spool-away"
+    write_script(pipeline, "job", "#!/bin/sh\necho ran\n", executable=True)
+    hub = start_node("hub", "--spool", spool, "--pipeline", pipeline, "--settle", "0.2")
+    wait_for(lambda: (spool / "hub.json").exists(), message="the hub to start")
+
+    spool.rename(away)  # the mount went away: every path under the spool fails
+    wait_for(lambda: "claiming nothing until" in hub.stderr(), message="the node to say it is blocked")
+    before, started = cpu_seconds(hub.proc.pid), time.monotonic()
+    wait_for(lambda: time.monotonic() - started >= 3.0, timeout=10, message="a 3 s window of being blocked")
+    share = (cpu_seconds(hub.proc.pid) - before) / (time.monotonic() - started)
+    assert share < 0.05, f"a blocked node used {share:.0%} of a CPU: it spins instead of backing off"
+
+    away.rename(spool)
+    name = emit("job", {}, spool=spool).name
+    wait_for(lambda: outcomes(spool).get(name) == ["done"], timeout=20, message="the event once the spool is back")
+    assert "resuming" in hub.stderr()

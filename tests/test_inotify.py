@@ -96,7 +96,7 @@ def test_a_dead_watcher_is_restarted_and_the_rescan_covers_the_gap(kill_watcher,
     node = Node(hub_dir(spool), NodeConfig(pipeline=pipeline, rescan=0.3, settle=0.2, grace=0.5)).open()
     try:
         node.run_once(timeout=0)  # the start-up rescan is behind us: only the timer's rescan is left
-        dead, observer = node._watcher, node._watcher._observer
+        dead, observer = node.notices._watcher, node.notices._watcher._observer
         emitters = list(observer.emitters)
         kill_watcher(dead)
         wait_for(lambda: not observer.is_alive(), message="the observer thread to end")
@@ -107,7 +107,7 @@ def test_a_dead_watcher_is_restarted_and_the_rescan_covers_the_gap(kill_watcher,
             return set(outcomes(spool)) >= expected
 
         wait_for(all_handled, timeout=10, message="the events dropped while the watcher was dead")
-        assert node._watcher is not dead and node._watcher.alive(), "a new watcher runs"
+        assert node.notices._watcher is not dead and node.notices._watcher.alive(), "a new watcher runs"
         assert "the inbox watcher died; restarting it" in caplog.text
         assert not any(emitter.is_alive() for emitter in emitters), "the dead watcher's threads were stopped"
     finally:

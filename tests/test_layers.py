@@ -137,7 +137,7 @@ def test_no_module_is_over_450_lines():
 
 def test_the_import_scanner_sees_relative_and_nested_imports():
     assert "trivialci.spool.node" in imported_modules(PACKAGE / "cli.py")
-    assert "trivialci.spool.watcher.InboxWatcher" in imported_modules(PACKAGE / "spool" / "node.py"), \
+    assert "trivialci.spool.watcher.InboxWatcher" in imported_modules(PACKAGE / "spool" / "notices.py"), \
         "imports inside functions count"
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from conftest import wait_for
 
 from trivialci.spool.layout import hub_dir, worker_dir
-from trivialci.spool.node import Node, NodeConfig, reap_tmp
+from trivialci.spool.delivery import reap_tmp
+from trivialci.spool.node import Node, NodeConfig
 
 
 def test_worker_heartbeat_names_the_worker_and_is_refreshed(spool, pipeline):
@@ -69,7 +70,7 @@ def test_status_counts_a_running_event_from_its_claim_not_from_when_it_was_writt
     an_hour_ago = time.time() - 3600
     os.utime(event, (an_hour_ago, an_hour_ago))
     with Node(node_dir, NodeConfig(pipeline=pipeline)) as node:
-        wait_for(lambda: node.run_once(timeout=0.05) or node.runs, message="the script to start")
+        wait_for(lambda: node.run_once(timeout=0.05) or len(node.children), message="the script to start")
         [running] = node_status(node_dir)["running"]
         assert running["event"] == "wait.json" and 0 <= running["age"] < 60
         gate.touch()

@@ -6,15 +6,20 @@ inbox. Readers therefore never see half an event, and once emit() returns the
 event survives a crash of this machine.
 """
 
+import logging
 import os
+import time
 from pathlib import Path
 
 from . import event
 from .atomic import write_atomically
 from ..errors import BadInput, SpoolUnavailable
-from .layout import OUTBOX_ENV, hub_dir, worker_dir
+from .layout import OUTBOX_ENV, NodeDir, hub_dir, worker_dir
+
+log = logging.getLogger("trivialci")
 
 SPOOL_ENV = "TRIVIALCI_SPOOL"
+TMP_MAX_AGE = 86400.0  # a file staged in tmp/ for longer than this belongs to a writer that died
 
 
 def emit(event_type: str, payload: dict, to: str = "hub", spool=None) -> Path:
@@ -73,3 +78,19 @@ def _ensure_hub(spool: Path) -> Path:
     except OSError as error:
         raise SpoolUnavailable(f"cannot use spool {spool}: {error.strerror or error}") from None
     return node.root
+
+
+def reap_tmp(node_dir: NodeDir, max_age: float = TMP_MAX_AGE) -> int:
+    """Remove files in tmp/ older than `max_age`: writers that died mid-delivery."""
+    removed = 0
+    cutoff = time.time() - max_age
+    for entry in os.scandir(node_dir.tmp):
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass
+    if removed:
+        log.info("%s: removed %d stale file(s) from tmp/", node_dir.node, removed)
+    return removed

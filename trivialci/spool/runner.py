@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import processes
-from .claim import Claim
+from .claim import Claim, open_claimed
+from .event import BadEvent
+
+MAX_TIMEOUT = 7 * 86400.0  # the most an event's "_timeout" may ask for
 
 EDITOR_LEFTOVERS = ("~", ".swp", ".swo", ".bak", ".orig", ".rej", ".tmp")
 # exec errors that are the script's own fault (its file or #! line); others (EAGAIN, ENOMEM) pass
@@ -131,3 +134,53 @@ def script_environment(base: dict, claim: Claim, extra: dict) -> dict:
         "PYTHONUNBUFFERED": "1",
     })
     return env
+
+
+def run_claim(taken: Claim, pipeline: Path, env: dict, default_timeout: float) -> Run:
+    """Start the script for a claimed event; BadEvent when there is none or it cannot run (refuse the event),
+    OSError for trouble of this machine (the event waits in work/)."""
+    stdin_fd, body, payload = open_claimed(taken)
+    try:
+        script = find_script(pipeline, taken.type)
+        if script is None:
+            raise BadEvent(f"no script for event type {taken.type!r} in {pipeline}: "
+                           f"add {taken.type}.py or an executable {taken.type} there")
+        timeout = event_timeout(payload, default_timeout)
+        return _start_logged(taken, script, stdin_fd, body, script_environment(env, taken, {}), timeout)
+    finally:
+        os.close(stdin_fd)
+
+
+def _start_logged(taken: Claim, script: Path, stdin_fd: int, body: bytes, env: dict, timeout: float) -> Run:
+    log_fd = open_log(taken)
+    try:
+        return start(taken, script, stdin_fd, body, env, log_fd, timeout)
+    except OSError as error:
+        if error.errno not in SCRIPT_FAULTS:
+            os.close(log_fd)
+            raise  # fork or memory trouble: the event waits in work/ and is retried
+        os.write(log_fd, f"trivialci: cannot run {script}: {error}\n".encode())
+        sync_log(log_fd)
+        raise BadEvent(f"cannot run {script}: {error.strerror or error} (is its #! line right?)") from None
+    except BaseException:
+        os.close(log_fd)
+        raise
+
+
+def event_timeout(payload: dict, default: float) -> float:
+    """How long the script may run: the event's "_timeout", or the node's --timeout."""
+    value = payload.get("_timeout", default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
+        raise BadEvent(f"\"_timeout\" must be a number of seconds between 0 and {MAX_TIMEOUT:g}, not {value!r}")
+    return float(value)
+
+
+def sync_log(log_fd: int) -> None:
+    """Make a script's log durable, then close it."""
+    try:
+        if os.fstat(log_fd).st_size:  # an empty log has nothing to make durable
+            os.fsync(log_fd)
+    except OSError:
+        pass  # the log is the script's output; its record still goes on
+    finally:
+        os.close(log_fd)
