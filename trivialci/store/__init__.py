@@ -24,6 +24,11 @@ Guarantees every backend keeps (tests/test_store.py checks them all):
 - list_children and list_keys are sorted (by code point, which is UTF-8 byte order);
 - list_children lists one level and reads no values, so listing 10,000 jobs is cheap;
 - a missing key raises StoreMissing (exit status 2), naming the key and the store.
+
+The layer: this package (the backends, and history.py, which reads job records
+back for `trivialci history` and the UI) imports the spool layer's atomic
+writes, trivialci.errors and the standard library; boto3 in s3.py alone.
+Nothing here knows of the hub, workers or git.
 """
 
 import os
