@@ -355,7 +355,8 @@ def run_node(node_dir, options, advertise: dict, announce: str | None = None, ou
         max_attempts=options["max_attempts"], poll=options["poll"], settle=options["settle"], rescan=options["rescan"],
         advertise=advertise, outbox=outbox,
     )
-    with Node(node_dir, config) as node:
+    node = Node(node_dir, config)
+    with node.stop_signals(), node:
         log.info("%s: handling %s with scripts from %s (%d at a time)", node_dir.node, node_dir.inbox,
                  config.pipeline, config.jobs)
         if not node_dir.is_hub and not hub_dir(node_dir.spool).inbox.is_dir():

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import time
+from contextlib import contextmanager
 from collections import deque
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from .config import NodeConfig
 from .delivery import emit, reap_tmp
 from ..errors import SpoolUnavailable, TrivialCiError
 from .event import BadEvent
-from .faults import crash_point
+from .faults import crash_point, term_point
 from .heartbeat import remove_heartbeat, write_heartbeat
 from .inbox import InboxTracker
 from .notices import InboxNotices
@@ -91,6 +92,7 @@ class Node:
             self._beat()
             if self.config.announce:
                 self._emit_to_self(self.config.announce, {"node": self.node_dir.node, **self.config.advertise})
+            term_point("opened")
         except BaseException:
             self.close()
             raise
@@ -136,13 +138,22 @@ class Node:
         self.close()
 
     def serve(self, until_idle: bool = False) -> None:
-        """Run until SIGTERM or SIGINT (or, `until_idle`, until the inbox is handled), then `shutdown`."""
-        previous = self._install_signal_handlers()
+        """Run until asked to stop (see `stop_signals`) or, `until_idle`, until the inbox is handled; then `shutdown`."""
         self._due["rescan"] = 0.0
+        while not self.stopping and (self.busy() or not until_idle):
+            self.run_once()
+        self.shutdown()
+
+    @contextmanager
+    def stop_signals(self):
+        """While the block runs, SIGTERM and SIGINT ask the node to stop (a second one hurries it).
+
+        Entered before `open` and left after `close`, so that a signal during start-up or
+        shutdown is a request to stop, never the default death that skips recording.
+        """
+        previous = self._install_signal_handlers()
         try:
-            while not self.stopping and (self.busy() or not until_idle):
-                self.run_once()
-            self.shutdown()
+            yield self
         finally:
             self._restore_signal_handlers(previous)
 
