@@ -284,6 +284,7 @@ def test_usage_counts_the_keys_and_bytes_under_a_prefix(store):
     assert store.usage("jobs/a/") == (2, 1005)
     assert store.usage("") == (3, 1006)
     assert store.usage("jobs/none/") == (0, 0)
+    assert store.key_sizes("jobs/") == {"jobs/a/files/f": 1000, "jobs/a/job.json": 5, "jobs/b/job.json": 1}
 
 
 @pytest.mark.parametrize("key", HOSTILE_KEYS.values(), ids=HOSTILE_KEYS.keys())

@@ -27,7 +27,7 @@ Guarantees every backend keeps (tests/test_store.py checks them all):
 - delete_keys returns once every key it was given is gone; the keys of one call may go in any order
   (S3 removes up to 1,000 in one request), so a caller that needs an order (a job's job.json before
   its log) makes two calls; deleting a key that is not there is no error;
-- usage sums sizes from a listing, reading no value.
+- key_sizes (and usage) take sizes from a listing, reading no value.
 """
 
 import os
@@ -115,9 +115,14 @@ class ArtifactStore:
         keys = self.list_keys(prefix)
         return self.delete_keys(keys) if keys else 0
 
-    def usage(self, prefix: str) -> tuple[int, int]:
-        """(keys, bytes) under `prefix`, from a listing: no value is read."""
+    def key_sizes(self, prefix: str) -> dict[str, int]:
+        """{key: size in bytes} of every key under `prefix`, sorted by key, from a listing: no value is read."""
         raise NotImplementedError
+
+    def usage(self, prefix: str) -> tuple[int, int]:
+        """(keys, bytes) under `prefix`."""
+        sizes = self.key_sizes(prefix)
+        return len(sizes), sum(sizes.values())
 
     def put_tree(self, prefix: str, directory) -> list[str]:
         """Store each regular file under `directory` as PREFIX/RELATIVE/PATH; return the keys, sorted.

@@ -114,10 +114,9 @@ class DirectoryStore(ArtifactStore):
             except OSError:
                 return  # not empty (or gone, or a link): what is left belongs to other keys
 
-    def usage(self, prefix: str) -> tuple[int, int]:
+    def key_sizes(self, prefix: str) -> dict[str, int]:
         prefix = check_prefix(prefix)
-        sizes = self._listing(prefix, lambda directory: [size for _, size in _sizes_below(directory, prefix)])
-        return len(sizes), sum(sizes)
+        return dict(sorted(self._listing(prefix, lambda directory: list(_sizes_below(directory, prefix)))))
 
     def _listing(self, prefix: str, read) -> list[str]:
         """read(descriptor of the prefix's directory), or [] when nothing was ever stored under it."""

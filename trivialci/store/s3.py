@@ -110,11 +110,11 @@ class S3Store(ArtifactStore):
             raise StoreUnavailable(f"cannot delete {first.get('Key', '')[len(self.root):]} in {self.where()}: "
                                    f"{first.get('Code')}: {first.get('Message')} ({len(errors)} key(s) not deleted)")
 
-    def usage(self, prefix: str) -> tuple[int, int]:
+    def key_sizes(self, prefix: str) -> dict[str, int]:
         prefix = check_prefix(prefix)
-        sizes = [item["Size"] for page in self._pages(prefix) for item in page.get("Contents", [])
-                 if is_key(item["Key"][len(self.root):])]
-        return len(sizes), sum(sizes)
+        sizes = {item["Key"][len(self.root):]: item["Size"] for page in self._pages(prefix)
+                 for item in page.get("Contents", [])}
+        return {key: sizes[key] for key in sorted(sizes) if is_key(key)}
 
     def list_children(self, prefix: str) -> list[str]:
         prefix = check_prefix(prefix)
