@@ -34,6 +34,7 @@ from .hub.state import HubState
 from .jobs import is_job_id
 from .hub.jobview import format_jobs, jobs_summary
 from .web.logserver import LogServer, parse_listen
+from .worker import limits as worker_limits
 
 log = logging.getLogger("trivialci")
 
@@ -174,11 +175,16 @@ def hub(spool, ui, **options):
               help="Keep what the scripts send the hub, and their logs while they run, on the worker's own disk "
                    "(WORKDIR/outbox, WORKDIR/event-logs) until the spool takes them; auto: when the spool is on a "
                    "network or FUSE mount, which can go away. Env: TRIVIALCI_WORKER_OUTBOX.")
+@click.option("--max-log-bytes", default="50M", show_default=True, envvar="TRIVIALCI_MAX_LOG_BYTES",
+              help="Cut a job's log there (K, M, G suffixes). Env: TRIVIALCI_MAX_LOG_BYTES.")
+@click.option("--max-artifact-bytes", default="1G", show_default=True, envvar="TRIVIALCI_MAX_ARTIFACT_BYTES",
+              help="Refuse a job's artifacts over this, together. Env: TRIVIALCI_MAX_ARTIFACT_BYTES.")
 @node_options
-def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, **options):
+def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, max_artifact_bytes, **options):
     """Run a worker: the same loop on SPOOL/workers/NAME/, with worker.json as its heartbeat."""
     check_node_name(name)
-    listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name}
+    listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name, **worker_limits.advertised(
+        max_log_bytes, max_artifact_bytes)}
     workdir = Path(_workdir(options["workdir"], name))
     node_dir, outbox = worker_dir(spool, name), None
     if outbox_mode == "always" or (outbox_mode == "auto" and mounts.sees_other_machines(mounts.filesystem_type(spool))):
