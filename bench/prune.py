@@ -74,7 +74,7 @@ def simulate_day(spool, store, state, recorder, day: int, pushes: int, tick: flo
 
 
 def job_events(spool, store, state, recorder, t, push, kind) -> None:
-    job = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t)) + f"-{push:03x}{'b' if kind == 'build' else 't'}00"
+    job = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t)) + f"-{push:03x}{'b' if kind == 'build' else 'e'}00"
     status = "FAILED" if push % 7 == 0 else "PASSED"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t))
     events = [{"job": job, "status": "QUEUED", "repo": "/srv/repo", "branch": f"b{push % 5}", "sha": "a" * 40,
