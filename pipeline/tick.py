@@ -1,8 +1,9 @@
-"""Hub: time passes (`trivialci hub --tick SECONDS`). Notice lost workers, dispatch, boot."""
+"""Hub: time passes (`trivialci hub --tick SECONDS`). Notice lost workers, dispatch, boot; once a day, prune."""
 
 import os
 
-from trivialci.hub import HubState, boot_workers, dispatch, requeue_lost
+import trivialci
+from trivialci.hub import HubState, boot_workers, dispatch, prune_due, requeue_lost
 
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
 for job in requeue_lost(state):
@@ -10,3 +11,5 @@ for job in requeue_lost(state):
 dispatch(state)
 for kind in boot_workers(state):
     print(f"asked for a {kind} worker")
+if prune_due(state):
+    print(f"a new day: asked for a prune ({trivialci.emit('prune', {})})")

@@ -1,4 +1,4 @@
-"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|history`.
+"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|history|prune`.
 
 Only this module imports click. Errors reach the user as one line on stderr
 and an exit status (docs/protocol.md, "Exit statuses"); a traceback is shown
@@ -27,13 +27,14 @@ from .spool.status import format_status, spool_status
 from .store import STORE_ENV, open_store
 from . import git
 from .spool import mounts
-from .hub import pipelinesource, requests
+from .hub import pipelinesource, requests, retention
 from .web import ui as webui
 from . import up as up_tree
 from .hub.state import HubState
 from .jobs import is_job_id
 from .hub.jobview import format_jobs, jobs_summary
 from .web.logserver import LogServer, parse_listen
+from .worker import limits as worker_limits
 
 log = logging.getLogger("trivialci")
 
@@ -136,6 +137,7 @@ def cli():
     trivialci build --repo URL --branch main --wait
     trivialci cancel JOB --spool /var/ci
     trivialci history list --store file:///srv/ci-store
+    trivialci prune --spool /var/ci --store file:///srv/ci-store --dry-run
     """
 
 
@@ -173,11 +175,16 @@ def hub(spool, ui, **options):
               help="Keep what the scripts send the hub, and their logs while they run, on the worker's own disk "
                    "(WORKDIR/outbox, WORKDIR/event-logs) until the spool takes them; auto: when the spool is on a "
                    "network or FUSE mount, which can go away. Env: TRIVIALCI_WORKER_OUTBOX.")
+@click.option("--max-log-bytes", default="50M", show_default=True, envvar="TRIVIALCI_MAX_LOG_BYTES",
+              help="Cut a job's log there (K, M, G suffixes). Env: TRIVIALCI_MAX_LOG_BYTES.")
+@click.option("--max-artifact-bytes", default="1G", show_default=True, envvar="TRIVIALCI_MAX_ARTIFACT_BYTES",
+              help="Refuse a job's artifacts over this, together. Env: TRIVIALCI_MAX_ARTIFACT_BYTES.")
 @node_options
-def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, **options):
+def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, max_artifact_bytes, **options):
     """Run a worker: the same loop on SPOOL/workers/NAME/, with worker.json as its heartbeat."""
     check_node_name(name)
-    listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name}
+    listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name, **worker_limits.advertised(
+        max_log_bytes, max_artifact_bytes)}
     workdir = Path(_workdir(options["workdir"], name))
     node_dir, outbox = worker_dir(spool, name), None
     if outbox_mode == "always" or (outbox_mode == "auto" and mounts.sees_other_machines(mounts.filesystem_type(spool))):
@@ -220,9 +227,10 @@ def status(spool, as_json):
 @cli.command()
 @spool_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def jobs(spool, as_json):
-    """Show the queue, what runs on which worker, and the last results (from the hub's state/)."""
-    summary = jobs_summary(HubState(_existing_spool(spool)))
+@click.option("--store", envvar=STORE_ENV, default=None, help="Read older results from this artifact store too.")
+def jobs(spool, as_json, store):
+    """Show the queue, what runs on which worker, and the last results (from the hub's state/, then the store)."""
+    summary = jobs_summary(HubState(_existing_spool(spool)), store=open_store(store) if store else None)
     click.echo(json.dumps(summary, indent=2) if as_json else format_jobs(summary))
 
 
@@ -338,6 +346,24 @@ def history_show(job, store, as_json):
 def history_log(job, store):
     """A job's output (its log.txt), as it was written."""
     click.echo(job_log(open_store(store), job), nl=False)
+
+
+@cli.command("prune")
+@spool_option
+@click.option("--store", envvar=STORE_ENV, default=None, metavar="URL",
+              help=f"The artifact store whose old jobs go (without it only the spool is pruned). Env: {STORE_ENV}.")
+@click.option("--keep-days", default=30, show_default=True, type=click.IntRange(min=1),
+              help="Keep finished jobs and done/ days younger than this.")
+@click.option("--keep-last", default=20, show_default=True, type=click.IntRange(min=0),
+              help="Keep the newest N jobs of each (repository, branch, kind), however old.")
+@click.option("--keep-failed-days", default=90, show_default=True, type=click.IntRange(min=1),
+              help="Keep failed/ days younger than this (at least --keep-days).")
+@click.option("--dry-run", is_flag=True, help="Print what would go and the bytes it would free; change nothing.")
+def prune_command(spool, store, keep_days, keep_last, keep_failed_days, dry_run):
+    """Remove what the retention policy lets go (docs/protocol.md, "Retention"); print what went."""
+    policy = retention.RetentionPolicy(keep_days, keep_last, keep_failed_days)
+    plan = retention.prune(_existing_spool(spool), store, policy, dry_run=dry_run)
+    click.echo("\n".join(plan.lines(done=not dry_run)))
 
 
 def run_node(node_dir, options, advertise: dict, announce: str | None = None, outbox: Path | None = None) -> None:

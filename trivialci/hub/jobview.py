@@ -1,20 +1,42 @@
-"""`trivialci jobs`: the queue, what runs where, and the last results, from the hub's state/."""
+"""`trivialci jobs`: the queue, what runs where, and the last results, from the hub's state/.
+
+Finished jobs that a prune dropped from state/ are still in the artifact store:
+given one, the recent results are filled up from it.
+"""
 
 from .state import HubState
 from ..jobs import RUNNING, JobStatus
+from ..store.history import list_jobs
 
 
-def jobs_summary(state: HubState, recent: int = 15) -> dict:
+def jobs_summary(state: HubState, recent: int = 15, store=None) -> dict:
     queued = {kind: [state.job(j) for j in state.queued(kind)] for kind in state.queued_kinds()}
     running = [state.job(w["job"]) for w in state.workers() if w["state"] == "busy" and w.get("job")]
     return {
         "queued": {kind: [j for j in jobs if j] for kind, jobs in queued.items() if jobs},
         "running": [j for j in running if j and JobStatus(j["status"]) in RUNNING],
-        "recent": [j for j in state.recent_jobs(recent) if JobStatus(j["status"]).final
-                   or j["status"] == JobStatus.LOST],
+        "recent": _recent(state, recent, store),
         "workers": state.workers(),
         "paused": state.paused(),
     }
+
+
+def _recent(state: HubState, recent: int, store) -> list[dict]:
+    found = [j for j in state.recent_jobs(recent) if JobStatus(j["status"]).final or j["status"] == JobStatus.LOST]
+    if store is None or len(found) >= recent:
+        return found
+    known = {j["job"] for j in state.recent_jobs(recent)}
+    older = [j for j in list_jobs(store, recent + len(known)) if j["job"] not in known and _is_final(j)]
+    return found + older[:recent - len(found)]
+
+
+def _is_final(record: dict) -> bool:
+    if not all(isinstance(record.get(name), str) for name in ("job", "kind", "branch", "sha")):
+        return False  # a record the table could not show
+    try:
+        return JobStatus(record.get("status")).final
+    except ValueError:
+        return False
 
 
 def format_jobs(summary: dict) -> str:

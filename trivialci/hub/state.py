@@ -13,7 +13,9 @@ Every change of a job is a `work_status` event, and a worker asking for work is
 a `work_required` event; `apply` folds one of them into these files. The hub
 applies a change at once (so two scripts never hand out one package) and also
 emits it, so that done/ holds every change. Deleting state/ loses nothing: the
-next HubState.open() replays the hub's done/ through the same `apply`.
+next HubState.open() restores SPOOL/checkpoint.json (the fold of the days a prune
+removed from done/, see checkpoint.py), then replays the days of done/ after it
+through the same `apply`.
 """
 
 import hashlib
@@ -24,6 +26,7 @@ import shutil
 import time
 from pathlib import Path
 
+from . import checkpoint
 from ..spool.atomic import remove_if_present, write_atomically
 from ..errors import BadInput
 from ..jobs import FINAL, RUNNING, JobStatus, iso_now, seconds_between
@@ -136,24 +139,29 @@ class HubState:
     # --- rebuilding -------------------------------------------------------
 
     def rebuild(self) -> int:
-        """Replay the hub's handled events into fresh state files; how many were applied."""
+        """The checkpoint, then the hub's handled events after it, into fresh state files; how many events."""
         for part in ("jobs", "queue", "workers", "branches"):
             shutil.rmtree(self.root / part, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
+        applied = self.replay(after=checkpoint.restore(self))
+        self._write(self.root / ".built", {"rebuilt": iso_now(), "events": applied})
+        return applied
+
+    def replay(self, after: str = "", through: str = "9999-12-31") -> int:
+        """Apply the handled events of the days of done/ after `after`, up to `through`; how many were applied."""
         applied = 0
-        for event_type, payload in self._handled_events():
+        for event_type, payload in self._handled_events(after, through):
             try:
                 self.apply(event_type, payload)
             except (BadInput, KeyError, ValueError):
                 continue  # an event the hub refused when it came; it changed nothing then either
             applied += 1
-        self._write(self.root / ".built", {"rebuilt": iso_now(), "events": applied})
         return applied
 
-    def _handled_events(self):
+    def _handled_events(self, after: str = "", through: str = "9999-12-31"):
         """work_status and work_required events in done/, in the order the hub handled them."""
         done = self.node_dir.done
-        for day in sorted(_list(done)):
+        for day in sorted(day for day in _list(done) if after < day <= through):
             for name in sorted(_list(done / day)):
                 if name.endswith(".json") and not name.endswith(".result.json"):
                     event_type = name.split("-", 1)[-1].split(".", 1)[0]

@@ -23,7 +23,11 @@ Guarantees every backend keeps (tests/test_store.py checks them all):
 - put_* replaces what was under the key; a failed put leaves the old value;
 - list_children and list_keys are sorted (by code point, which is UTF-8 byte order);
 - list_children lists one level and reads no values, so listing 10,000 jobs is cheap;
-- a missing key raises StoreMissing (exit status 2), naming the key and the store.
+- a missing key raises StoreMissing (exit status 2), naming the key and the store;
+- delete_keys returns once every key it was given is gone; the keys of one call may go in any order
+  (S3 removes up to 1,000 in one request), so a caller that needs an order (a job's job.json before
+  its log) makes two calls; deleting a key that is not there is no error;
+- key_sizes (and usage) take sizes from a listing, reading no value.
 
 The layer: this package (the backends, and history.py, which reads job records
 back for `trivialci history` and the UI) imports the spool layer's atomic
@@ -97,6 +101,33 @@ class ArtifactStore:
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under `prefix` (whole keys, not names), sorted."""
         raise NotImplementedError
+
+    def delete_keys(self, keys: list[str]) -> int:
+        """Remove `keys`, in any order, all checked first; how many were asked for. A key not there is no error."""
+        keys = [check_key(key) for key in keys]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def delete(self, key: str) -> None:
+        """Remove `key` if it is there."""
+        raise NotImplementedError
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key under `prefix` ('' is refused: a store is not emptied by mistake); how many."""
+        if not prefix:
+            raise BadInput("refusing to delete the whole artifact store: name a prefix such as jobs/JOB/")
+        keys = self.list_keys(prefix)
+        return self.delete_keys(keys) if keys else 0
+
+    def key_sizes(self, prefix: str) -> dict[str, int]:
+        """{key: size in bytes} of every key under `prefix`, sorted by key, from a listing: no value is read."""
+        raise NotImplementedError
+
+    def usage(self, prefix: str) -> tuple[int, int]:
+        """(keys, bytes) under `prefix`."""
+        sizes = self.key_sizes(prefix)
+        return len(sizes), sum(sizes.values())
 
     def put_tree(self, prefix: str, directory) -> list[str]:
         """Store each regular file under `directory` as PREFIX/RELATIVE/PATH; return the keys, sorted.

@@ -14,7 +14,9 @@ open directory descriptors, so no key reaches outside DIR, whatever links were
 placed inside it: a link on the path to a key is refused (StoreUnavailable), a
 link at a key is no key to readers and is replaced (not followed) by a put. DIR
 itself may be a link. Only regular files are keys. Listing one level is one
-readdir, with no stat or read of what it lists.
+readdir, with no stat or read of what it lists. A delete unlinks the key's
+file (a link there is unlinked, not followed), then removes the directories
+it leaves empty, up to but not including the key's first segment (jobs/).
 """
 
 import errno
@@ -76,6 +78,45 @@ class DirectoryStore(ArtifactStore):
     def list_keys(self, prefix: str) -> list[str]:
         prefix = check_prefix(prefix)
         return sorted(self._listing(prefix, lambda directory: list(_keys_below(directory, prefix))))
+
+    def delete(self, key: str) -> None:
+        parts = check_key(key).split("/")
+        try:
+            with self._directory(parts[:-1]) as parent:
+                if not stat.S_ISDIR(os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode):
+                    os.unlink(parts[-1], dir_fd=parent)
+        except _NO_DIRECTORY_HERE:
+            return
+        except OSError as error:
+            raise self._unavailable(key, "delete", error) from None
+        self._remove_empty_directories(parts[:-1])
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Every key under `prefix`, and whatever else is in its directory (links, FIFOs): rmtree by descriptors."""
+        keys = super().delete_prefix(prefix)
+        parts = check_prefix(prefix).split("/")[:-1]
+        try:
+            with self._directory(parts[:-1]) as parent:
+                shutil.rmtree(parts[-1], dir_fd=parent)
+        except _NO_DIRECTORY_HERE:
+            return keys
+        except OSError as error:
+            raise self._unavailable(prefix, "delete", error) from None
+        self._remove_empty_directories(parts[:-1])
+        return keys
+
+    def _remove_empty_directories(self, parts: list[str]) -> None:
+        """rmdir DIR/PARTS and its parents while they are empty, keeping the first segment's directory."""
+        for depth in range(len(parts), 1, -1):
+            try:
+                with self._directory(parts[:depth - 1]) as parent:
+                    os.rmdir(parts[depth - 1], dir_fd=parent)
+            except OSError:
+                return  # not empty (or gone, or a link): what is left belongs to other keys
+
+    def key_sizes(self, prefix: str) -> dict[str, int]:
+        prefix = check_prefix(prefix)
+        return dict(sorted(self._listing(prefix, lambda directory: list(_sizes_below(directory, prefix)))))
 
     def _listing(self, prefix: str, read) -> list[str]:
         """read(descriptor of the prefix's directory), or [] when nothing was ever stored under it."""
@@ -178,6 +219,30 @@ def _keys_below(fd: int, prefix: str):
                 yield from _keys_in_child(fd, entry.name, key + "/")
             elif entry.is_file(follow_symlinks=False):
                 yield key
+
+
+def _sizes_below(fd: int, prefix: str):
+    """(key, size) of each key below the directory `fd`: one lstat per file, no read."""
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            key = prefix + entry.name
+            if not is_key(key):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from _sizes_in_child(fd, entry.name, key + "/")
+            elif entry.is_file(follow_symlinks=False):
+                yield key, entry.stat(follow_symlinks=False).st_size
+
+
+def _sizes_in_child(fd: int, name: str, prefix: str):
+    try:
+        child = os.open(name, _DIRECTORY, dir_fd=fd)
+    except _NO_DIRECTORY_HERE:
+        return
+    try:
+        yield from _sizes_below(child, prefix)
+    finally:
+        os.close(child)
 
 
 def _keys_in_child(fd: int, name: str, prefix: str):

@@ -7,7 +7,8 @@ object only once its upload is complete, so a reader sees the old value or the
 new one, whole, and a failed put leaves the old value. Listing one level is
 ListObjectsV2 with delimiter '/' (its common prefixes are the directories), so
 it reads no value. Objects whose names are no keys (written by something else)
-are not listed. The bucket is never created: making one is a decision about
+are not listed. Deletes go 1,000 keys to a DeleteObjects request (S3's limit),
+one request after the other, each checked for the keys it could not remove. The bucket is never created: making one is a decision about
 region, cost and access that belongs to a person.
 
 Endpoint and credentials are found the boto3 way (AWS_ACCESS_KEY_ID,
@@ -40,6 +41,7 @@ _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 _CLIENT_CONFIG = dict(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
 _BOTO_ERRORS = (boto_errors.BotoCoreError, boto_errors.ClientError, Boto3Error)
 _TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20)
+DELETE_BATCH = 1000  # keys per DeleteObjects request: S3's limit
 PARALLEL_PUTS = 8  # files uploaded at once by put_tree (each large one also sends its parts in parallel)
 
 
@@ -87,6 +89,32 @@ class S3Store(ArtifactStore):
                 raise
             return False
         return True
+
+    def delete(self, key: str) -> None:
+        self.delete_keys([key])
+
+    def delete_keys(self, keys: list[str]) -> int:
+        """One DeleteObjects request per DELETE_BATCH keys (S3 removes a missing key without complaint)."""
+        keys = [check_key(key) for key in keys]
+        for start in range(0, len(keys), DELETE_BATCH):
+            self._delete_batch(keys[start:start + DELETE_BATCH])
+        return len(keys)
+
+    def _delete_batch(self, keys: list[str]) -> None:
+        objects = [{"Key": self.root + key} for key in keys]
+        with self._errors(keys[0], "delete"):
+            answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+        errors = answer.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StoreUnavailable(f"cannot delete {first.get('Key', '')[len(self.root):]} in {self.where()}: "
+                                   f"{first.get('Code')}: {first.get('Message')} ({len(errors)} key(s) not deleted)")
+
+    def key_sizes(self, prefix: str) -> dict[str, int]:
+        prefix = check_prefix(prefix)
+        sizes = {item["Key"][len(self.root):]: item["Size"] for page in self._pages(prefix)
+                 for item in page.get("Contents", [])}
+        return {key: sizes[key] for key in sorted(sizes) if is_key(key)}
 
     def list_children(self, prefix: str) -> list[str]:
         prefix = check_prefix(prefix)

@@ -6,6 +6,11 @@ newline is written at EOF, prefixed too. The copier drains the build's pipe
 as fast as it can, so the build never blocks on a full pipe, and flushes each
 line so that a log server sees it at once. WORKDIR/logs/JOB.ended marks a log
 that is complete: jobrun writes it when the job is over.
+
+A log has a byte budget (LogBudget): once the file would pass it, the copier
+writes one last line saying the log was cut, and drops the rest of the output
+while it goes on draining the pipe (the build runs on). The file never grows
+past the budget, the cut line included, so the log server serves at most that.
 """
 
 import os
@@ -14,6 +19,7 @@ import time
 from pathlib import Path
 
 READ_SIZE = 65536
+CUT_LINE_ROOM = 200  # bytes kept free under the budget for the line that says the log was cut
 
 
 def line_time(now: float | None = None) -> bytes:
@@ -30,8 +36,9 @@ def ended_marker(log_path: Path) -> Path:
 class LogCopier:
     """Copies a pipe into a log file, line by line with times, in a thread of its own."""
 
-    def __init__(self, pipe_fd: int, log_path: Path):
+    def __init__(self, pipe_fd: int, log_path: Path, max_bytes: int | None = None):
         self.pipe_fd, self.log_path = pipe_fd, Path(log_path)
+        self.max_bytes, self.budget = max_bytes, None
         self.thread = threading.Thread(target=self._copy, name=f"log copier {self.log_path.name}", daemon=True)
 
     def start(self) -> "LogCopier":
@@ -43,15 +50,47 @@ class LogCopier:
         self.thread.join(timeout)
         return not self.thread.is_alive()
 
+    def cut_note(self) -> str:
+        """What to add to the job's reason when its log was cut ("" when it was not)."""
+        return f"; its log was cut at {self.max_bytes} bytes" if self.budget and self.budget.cut else ""
+
     def _copy(self) -> None:
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "ab") as raw:
+            log = self.budget = LogBudget(raw, self.max_bytes)
             partial = b""
             while chunk := _read(self.pipe_fd):
-                partial = _write_lines(log, partial + chunk)
+                if not log.cut:  # past the cut the output is only drained, so the build never blocks
+                    partial = _write_lines(log, partial + chunk)
             if partial:
                 log.write(line_time() + _text(partial) + b"\n")
                 log.flush()
         os.close(self.pipe_fd)
+
+
+class LogBudget:
+    """A log file that takes output up to `limit` bytes in all, then one line that says it was cut, then nothing."""
+
+    def __init__(self, file, limit: int | None):
+        self.file, self.limit, self.cut = file, limit, False
+        self.size = os.fstat(file.fileno()).st_size  # an earlier attempt's log goes on in the same file
+
+    def write(self, data: bytes) -> None:
+        if self.cut:
+            return
+        if self.limit is None or self.size + len(data) <= self.limit - CUT_LINE_ROOM:
+            self.file.write(data)
+            self.size += len(data)
+            return
+        room = max(0, self.limit - CUT_LINE_ROOM - self.size)
+        kept = data[:data.rfind(b"\n", 0, room) + 1]  # whole lines only
+        notice = line_time() + b"trivialci: the log was cut here: it reached its limit of %d bytes " \
+                               b"(the worker's --max-log-bytes); the build went on\n" % self.limit
+        self.file.write(kept + notice[:max(0, self.limit - self.size - len(kept))])
+        self.size += len(kept) + len(notice)
+        self.cut = True
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def _read(fd: int) -> bytes:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..spool import processes
 from ..spool.atomic import remove_if_present
+from . import limits
 from .buildlog import LogCopier, ended_marker
 from ..spool.delivery import emit
 from ..errors import TrivialCiError
@@ -116,12 +117,13 @@ class JobRun:
                                            "(is its #! line right?)"
         finally:
             os.close(write_end)  # only the build holds it now: EOF comes when the build's group closes it
-        copier = LogCopier(read_end, self.log_path).start()
+        copier = LogCopier(read_end, self.log_path, limits.from_environment()[0]).start()
         self._pid_file().write_text(str(build.pid))
         exit_code, timed_out = _wait(build, float(self.package.get("timeout", 3600)))
         if not copier.join(GRACE):  # a process the build left behind holds its output open: do not wait for it
             self._note("trivialci: the build ended, but a process it started still holds its output open")
-        return exit_code, *self._judge(exit_code, timed_out)
+        status, reason = self._judge(exit_code, timed_out)
+        return exit_code, status, reason + copier.cut_note()
 
     def _end_log(self) -> None:
         """Mark the log complete, for the log server (X-Log-Complete) and its followers."""
@@ -196,6 +198,11 @@ class JobRun:
         return attempt if isinstance(attempt, int) and attempt > self.package["attempt"] else None
 
     def _upload_output(self, store, prefix: str) -> None:
+        refusal = limits.artifacts_refusal(self.artifacts, limits.from_environment()[1])
+        if refusal:
+            self._note(f"trivialci: {refusal}")
+            self.record["reason"] += f"; {refusal}"
+            shutil.rmtree(self.artifacts, ignore_errors=True)
         if self.log_path.exists():
             store.put_file(f"{prefix}/log.txt", self.log_path)
         if self.artifacts.is_dir():
