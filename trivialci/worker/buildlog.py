@@ -6,12 +6,19 @@ newline is written at EOF, prefixed too. The copier drains the build's pipe
 as fast as it can, so the build never blocks on a full pipe, and flushes each
 line so that a log server sees it at once. WORKDIR/logs/JOB.ended marks a log
 that is complete: jobrun writes it when the job is over.
+
+The secrets the build was given are masked (***) in each line before it is
+written (secrets.SecretMask): a value split across writes is whole once its
+line is; a line that never ends is written in pieces that keep back a tail
+as long as the longest secret, so no piece ends inside one.
 """
 
 import os
 import threading
 import time
 from pathlib import Path
+
+from .secrets import SecretMask
 
 READ_SIZE = 65536
 
@@ -30,8 +37,8 @@ def ended_marker(log_path: Path) -> Path:
 class LogCopier:
     """Copies a pipe into a log file, line by line with times, in a thread of its own."""
 
-    def __init__(self, pipe_fd: int, log_path: Path):
-        self.pipe_fd, self.log_path = pipe_fd, Path(log_path)
+    def __init__(self, pipe_fd: int, log_path: Path, mask: SecretMask | None = None):
+        self.pipe_fd, self.log_path, self.mask = pipe_fd, Path(log_path), mask or SecretMask()
         self.thread = threading.Thread(target=self._copy, name=f"log copier {self.log_path.name}", daemon=True)
 
     def start(self) -> "LogCopier":
@@ -47,9 +54,9 @@ class LogCopier:
         with open(self.log_path, "ab") as log:
             partial = b""
             while chunk := _read(self.pipe_fd):
-                partial = _write_lines(log, partial + chunk)
+                partial = _write_lines(log, partial + chunk, self.mask)
             if partial:
-                log.write(line_time() + _text(partial) + b"\n")
+                log.write(line_time() + _text(self.mask.line(partial)) + b"\n")
                 log.flush()
         os.close(self.pipe_fd)
 
@@ -61,17 +68,17 @@ def _read(fd: int) -> bytes:
         return b""
 
 
-def _write_lines(log, data: bytes) -> bytes:
-    """Write the complete lines of `data`, each with its time; what is left (no newline yet)."""
+def _write_lines(log, data: bytes, mask: SecretMask) -> bytes:
+    """Write the complete lines of `data`, each with its time, masked; what is left (no newline yet)."""
     *lines, rest = data.split(b"\n")
     if lines:
         stamp = line_time()
-        log.write(b"".join(stamp + _text(line) + b"\n" for line in lines))
+        log.write(b"".join(stamp + _text(mask.line(line)) + b"\n" for line in lines))
         log.flush()
     if len(rest) > READ_SIZE:  # a line that never ends (a progress bar): show it in pieces
-        log.write(line_time() + _text(rest) + b"\n")
+        piece, rest = mask.split(rest)
+        log.write(line_time() + _text(piece) + b"\n")
         log.flush()
-        return b""
     return rest
 
 
