@@ -210,6 +210,17 @@ def test_a_fork_pull_requests_job_gets_no_secret_unless_its_approval_says_so(ci,
     assert "is not trusted" in stored_log(ci, untrusted)
 
 
+def test_a_worktree_whose_git_file_the_build_redirected_is_still_removed(ci, origin):  # noqa: F811
+    """The worker's clean-up meets what the build left: git refuses a worktree that points elsewhere."""
+    sha = origin.commit("main", {"build": "#!/bin/sh\necho 'gitdir: /etc' > .git\n"})
+    push_event(ci["spool"], origin, "main", sha)
+    job = wait_for(lambda: store_jobs(ci["store"]).get(next(iter(built(ci)), "")), timeout=90, message="the record")
+    assert job["status"] == "PASSED"
+    wait_for(lambda: not (ci["workdir"] / "jobs" / job["job"]).exists(), message="the worktree to be removed")
+    [mirror] = (ci["workdir"] / "mirrors").glob("*.git")
+    wait_for(lambda: not list((mirror / "worktrees").glob("*")), message="the mirror to forget it")
+
+
 def test_a_build_that_times_out_leaves_nothing_behind(ci, origin):  # noqa: F811
     token = f"trivialci-daemon-{uuid.uuid4().hex}"
     sha = origin.commit("slow", {"build": f"#!/bin/sh\n{daemons(token)}echo started\nsleep 600\n"})

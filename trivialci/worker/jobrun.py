@@ -247,10 +247,13 @@ class JobRun:
             log.write(line.rstrip() + "\n")
 
     def _clean_up(self) -> None:
+        mirror = Mirror(self.workdir, self.package["repo"])
         try:
-            Mirror(self.workdir, self.package["repo"]).remove_worktree(self.worktree)
-        except Exception as error:
-            print(f"could not remove the worktree {self.worktree}: {error} (pruned at the next job)")
+            mirror.remove_worktree(self.worktree)
+        except Exception as error:  # e.g. the build pointed its .git elsewhere: git refuses it
+            print(f"git could not remove the worktree {self.worktree}: {error}; removing it by hand")
+            shutil.rmtree(self.worktree, ignore_errors=True)  # never follows a link the build left
+            _quietly(mirror.prune, "could not prune the mirror (pruned at the next job)")
         shutil.rmtree(self.artifacts, ignore_errors=True)
         for leftover in (self._pid_file(), self._cancel_file()):
             remove_if_present(leftover)
@@ -296,6 +299,13 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _quietly(action, failure: str) -> None:
+    try:
+        action()
+    except Exception as error:
+        print(f"{failure}: {error}")
 
 
 def _read_json(path: Path):
