@@ -12,7 +12,7 @@ import sys
 
 from trivialci import TrivialCiError
 from trivialci.git import Mirror, check_branch, check_repo, check_sha
-from trivialci.hub import (HubState, boot_workers, cancel_running, dispatch, end_queued, queue_job,
+from trivialci.hub import (TRUST_FIELDS, HubState, boot_workers, cancel_running, dispatch, end_queued, queue_job,
                            refresh_pipeline_if_source)
 from trivialci.jobs import RUNNING, JobStatus, new_job_id
 
@@ -43,7 +43,7 @@ def main(payload: dict) -> None:
     for kind in kinds:
         job = queue_job(state, {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha,
                                 "kind": kind, "attempt": 1, "params": payload.get("params", {}),
-                                "request": payload.get("request")})
+                                "request": payload.get("request"), **trust_of(payload)})
         queued.append(job["job"])
     note(state, payload, queued, f"queued {', '.join(queued)}: {branch} {sha[:12]} for {', '.join(kinds)}")
     dispatch(state)
@@ -55,6 +55,12 @@ def note(state: HubState, payload: dict, job_ids: list[str], text: str) -> None:
     print(text)
     if isinstance(payload.get("request"), str) and payload["request"].isalnum():
         state.write_request(payload["request"], job_ids, text)
+
+
+def trust_of(payload: dict) -> dict:
+    """"trusted" and "approval" as the push gave them (a fork's pull request: "trusted": false); the worker
+    judges them (no secrets unless trusted, or approved with "secrets": true)."""
+    return {field: payload[field] for field in TRUST_FIELDS if field in payload}
 
 
 def declared_kinds(repo: str, sha: str) -> list[str]:

@@ -47,6 +47,23 @@ def write_script(pipeline: Path, name: str, text: str, executable: bool = False)
     return path
 
 
+# A build runs in a sandbox that sees neither the host's /tmp nor the CI's paths (trivialci/worker/sandbox.py).
+# A test holds a build back with a file the build waits for in its own worktree, WORKDIR/jobs/JOB on the worker.
+GATE = ".gate"
+
+
+def gated_build(before: str = "", after: str = "") -> str:
+    """A build script that runs `before`, waits for release_build, then runs `after`."""
+    return f"#!/bin/sh\n{before}while [ ! -e {GATE} ]; do sleep 0.05; done\n{after}"
+
+
+def release_build(workdir: Path, job_id: str) -> None:
+    """Let the gated build of `job_id` on the worker whose --workdir is `workdir` go on."""
+    worktree = Path(workdir) / "jobs" / job_id
+    wait_for(worktree.is_dir, timeout=60, message=f"the worktree of {job_id}")
+    (worktree / GATE).touch()
+
+
 class NodeProcess:
     """A real `trivialci hub|worker` process, stopped and reaped by the fixture."""
 

@@ -6,6 +6,7 @@ only for a bug, and only with TRIVIALCI_DEBUG=1.
 """
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -35,6 +36,9 @@ from .jobs import is_job_id
 from .hub.jobview import format_jobs, jobs_summary
 from .web.logserver import LogServer, parse_listen
 from .worker import limits as worker_limits
+from .worker import sandbox
+from .worker.secrets import SECRETS_ENV
+from .worker.secrets import check_directory as check_secrets_directory
 
 log = logging.getLogger("trivialci")
 
@@ -81,6 +85,30 @@ def default_pipeline() -> Path:
 def spool_option(function):
     return click.option("--spool", required=True, envvar=SPOOL_ENV, type=click.Path(file_okay=False),
                         help=f"The spool tree (a local directory or a shared mount). Env: {SPOOL_ENV}.")(function)
+
+
+def build_options(sandbox_modes: list[str]):
+    """The options of the builds a worker runs: sandbox, network, secrets (worker/sandbox.py, worker/secrets.py)."""
+    options = [
+        click.option("--sandbox", "sandbox_mode", type=click.Choice(sandbox_modes), default=sandbox_modes[0],
+                     show_default=True, envvar=sandbox.SANDBOX_ENV,
+                     help="Run each build in a bubblewrap sandbox (docs/deploy.md, \"Trust model\"); off: as a "
+                          "plain child, seeing and writing all the worker can. Env: TRIVIALCI_SANDBOX."),
+        click.option("--build-network", type=click.Choice(["host", "none"]), default="host", show_default=True,
+                     envvar=sandbox.NETWORK_ENV, help="none: builds get a network of their own, loopback only. "
+                                                      "Env: TRIVIALCI_BUILD_NETWORK."),
+        click.option("--secrets", default=None, envvar=SECRETS_ENV, type=click.Path(file_okay=False),
+                     help="Directory of KIND.env files (KEY=VALUE lines) given to trusted builds of KIND as "
+                          "environment variables, masked in their logs. Env: TRIVIALCI_SECRETS."),
+    ]
+    return lambda function: functools.reduce(lambda f, option: option(f), reversed(options), function)
+
+
+def configure_builds(sandbox_mode: str, build_network: str, secrets) -> None:
+    """Check the builds' sandbox and secrets before starting; the scripts (and booted workers) inherit them."""
+    warning = sandbox.configure(sandbox_mode, build_network, secrets and check_secrets_directory(secrets))
+    if warning:
+        click.echo(f"trivialci: WARNING: {warning}", err=True)
 
 
 def node_options(function):
@@ -179,10 +207,13 @@ def hub(spool, ui, **options):
               help="Cut a job's log there (K, M, G suffixes). Env: TRIVIALCI_MAX_LOG_BYTES.")
 @click.option("--max-artifact-bytes", default="1G", show_default=True, envvar="TRIVIALCI_MAX_ARTIFACT_BYTES",
               help="Refuse a job's artifacts over this, together. Env: TRIVIALCI_MAX_ARTIFACT_BYTES.")
+@build_options(["on", "off"])
 @node_options
-def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, max_artifact_bytes, **options):
+def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, max_artifact_bytes, sandbox_mode,
+           build_network, secrets, **options):
     """Run a worker: the same loop on SPOOL/workers/NAME/, with worker.json as its heartbeat."""
     check_node_name(name)
+    configure_builds(sandbox_mode, build_network, secrets)
     listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name, **worker_limits.advertised(
         max_log_bytes, max_artifact_bytes)}
     workdir = Path(_workdir(options["workdir"], name))
@@ -267,8 +298,10 @@ def cancel(spool, job):
 @click.option("--pipeline", type=click.Path(file_okay=False), default=None, help="[default: the shipped pipeline]")
 @click.option("--ui", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT|off",
               help="Where the hub serves its web UI (a free port if that one is taken); off: no web UI.")
-def up(repo, spool, store, workdir, pipeline, ui):
+@build_options(["auto", "on", "off"])
+def up(repo, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, secrets):
     """Run the whole CI for one repository here: hub, gitwatcher, workers. Ctrl-C stops it all."""
+    configure_builds(sandbox_mode, build_network, secrets)  # in the hub's environment: its workers inherit it
     defaults = up_tree.default_paths()
     spool, store = Path(spool or defaults["spool"]).resolve(), store or defaults["store"]
     workdir = Path(workdir or defaults["workdir"]).resolve()

@@ -12,10 +12,10 @@ trivialci.errors; never the worker, the web or the CLI.
 from .boot import boot as boot_worker
 from .pipelinesource import refresh_if_source as refresh_pipeline_if_source
 from .retention import RetentionPolicy, prune, prune_due
-from .scheduling import (LOST_AFTER, boot_workers, cancel_running, dispatch, end_queued, queue_job, requeue_lost,
-                         worker_ready)
+from .scheduling import (LOST_AFTER, TRUST_FIELDS, boot_workers, cancel_running, dispatch, end_queued, queue_job,
+                         requeue_lost, worker_ready)
 from .state import HubState
 
-__all__ = ["HubState", "LOST_AFTER", "RetentionPolicy", "boot_worker", "boot_workers", "cancel_running", "dispatch",
-           "end_queued", "prune", "prune_due", "queue_job", "refresh_pipeline_if_source", "requeue_lost",
-           "worker_ready"]
+__all__ = ["HubState", "LOST_AFTER", "RetentionPolicy", "TRUST_FIELDS", "boot_worker", "boot_workers",
+           "cancel_running", "dispatch", "end_queued", "prune", "prune_due", "queue_job", "refresh_pipeline_if_source",
+           "requeue_lost", "worker_ready"]

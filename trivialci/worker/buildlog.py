@@ -11,12 +11,19 @@ A log has a byte budget (LogBudget): once the file would pass it, the copier
 writes one last line saying the log was cut, and drops the rest of the output
 while it goes on draining the pipe (the build runs on). The file never grows
 past the budget, the cut line included, so the log server serves at most that.
+
+The secrets the build was given are masked (***) in each line before it is
+written (secrets.SecretMask): a value split across writes is whole once its
+line is; a line that never ends is written in pieces that keep back a tail
+as long as the longest secret, so no piece ends inside one.
 """
 
 import os
 import threading
 import time
 from pathlib import Path
+
+from .secrets import SecretMask
 
 READ_SIZE = 65536
 CUT_LINE_ROOM = 200  # bytes kept free under the budget for the line that says the log was cut
@@ -36,9 +43,9 @@ def ended_marker(log_path: Path) -> Path:
 class LogCopier:
     """Copies a pipe into a log file, line by line with times, in a thread of its own."""
 
-    def __init__(self, pipe_fd: int, log_path: Path, max_bytes: int | None = None):
+    def __init__(self, pipe_fd: int, log_path: Path, max_bytes: int | None = None, mask: SecretMask | None = None):
         self.pipe_fd, self.log_path = pipe_fd, Path(log_path)
-        self.max_bytes, self.budget = max_bytes, None
+        self.max_bytes, self.budget, self.mask = max_bytes, None, mask or SecretMask()
         self.thread = threading.Thread(target=self._copy, name=f"log copier {self.log_path.name}", daemon=True)
 
     def start(self) -> "LogCopier":
@@ -60,9 +67,9 @@ class LogCopier:
             partial = b""
             while chunk := _read(self.pipe_fd):
                 if not log.cut:  # past the cut the output is only drained, so the build never blocks
-                    partial = _write_lines(log, partial + chunk)
+                    partial = _write_lines(log, partial + chunk, self.mask)
             if partial:
-                log.write(line_time() + _text(partial) + b"\n")
+                log.write(line_time() + _text(self.mask.line(partial)) + b"\n")
                 log.flush()
         os.close(self.pipe_fd)
 
@@ -100,17 +107,17 @@ def _read(fd: int) -> bytes:
         return b""
 
 
-def _write_lines(log, data: bytes) -> bytes:
-    """Write the complete lines of `data`, each with its time; what is left (no newline yet)."""
+def _write_lines(log, data: bytes, mask: SecretMask) -> bytes:
+    """Write the complete lines of `data`, each with its time, masked; what is left (no newline yet)."""
     *lines, rest = data.split(b"\n")
     if lines:
         stamp = line_time()
-        log.write(b"".join(stamp + _text(line) + b"\n" for line in lines))
+        log.write(b"".join(stamp + _text(mask.line(line)) + b"\n" for line in lines))
         log.flush()
     if len(rest) > READ_SIZE:  # a line that never ends (a progress bar): show it in pieces
-        log.write(line_time() + _text(rest) + b"\n")
+        piece, rest = mask.split(rest)
+        log.write(line_time() + _text(piece) + b"\n")
         log.flush()
-        return b""
     return rest
 
 

@@ -10,8 +10,11 @@ On the worker's own disk (WORKDIR, never the spool):
     WORKDIR/logs/JOB.ended           written when the job is over: its log is complete
 
 The build runs `.trivialci/KIND` from the worktree, in its own process group,
-with TRIVIALCI_JOB, _BRANCH, _SHA, _KIND, _REPO, _ATTEMPT, _ARTIFACTS, _PYTHON (the
-interpreter that runs TrivialCi) and each parameter as TRIVIALCI_PARAM_NAME. Its record goes to the store as
+in a sandbox (worker/sandbox.py: it writes only its worktree, its artifacts and
+private temporaries, and sees none of the CI's paths), with a trusted job's
+secrets (worker/secrets.py; masked in its log), TRIVIALCI_JOB, _BRANCH, _SHA,
+_KIND, _REPO, _ATTEMPT, _ARTIFACTS, _PYTHON (the interpreter that runs
+TrivialCi) and each parameter as TRIVIALCI_PARAM_NAME. Its record goes to the store as
 jobs/JOB/job.json after log.txt and files/, so a job.json never points at
 files that are not there yet.
 """
@@ -30,6 +33,8 @@ from ..spool import processes
 from ..spool.atomic import remove_if_present
 from . import limits
 from .buildlog import LogCopier, ended_marker
+from .sandbox import Sandbox
+from .secrets import SECRETS_ENV, SecretMask, gets_secrets, secrets_for
 from ..spool.delivery import emit
 from ..errors import TrivialCiError
 from ..hub.state import HubState
@@ -106,24 +111,52 @@ class JobRun:
         script = self.worktree / ".trivialci" / self.package["kind"]
         if not script.is_file() or not os.access(script, os.X_OK):
             return None, JobStatus.FAILED, f".trivialci/{self.package['kind']} is missing or not executable"
+        try:
+            command, env, mask = self._sandboxed(script)
+        except TrivialCiError as error:  # no working sandbox, a bad secrets file: the build cannot run as it must
+            self._note(f"trivialci: {error}")
+            return None, JobStatus.FAILED, str(error)
+        except OSError as error:
+            return self._cannot_run(error)
         read_end, write_end = os.pipe()
         try:
-            build = subprocess.Popen([str(script)], cwd=self.worktree, stdin=subprocess.DEVNULL, stdout=write_end,
-                                     stderr=subprocess.STDOUT, env=self._environment(), start_new_session=True)
+            build = subprocess.Popen(command, cwd=self.worktree, stdin=subprocess.DEVNULL, stdout=write_end,
+                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
         except OSError as error:
             os.close(read_end)
-            self._note(f"trivialci: cannot run .trivialci/{self.package['kind']}: {error}")
-            return None, JobStatus.FAILED, f"cannot run .trivialci/{self.package['kind']}: {error.strerror} " \
-                                           "(is its #! line right?)"
+            return self._cannot_run(error)
         finally:
             os.close(write_end)  # only the build holds it now: EOF comes when the build's group closes it
-        copier = LogCopier(read_end, self.log_path, limits.from_environment()[0]).start()
+        copier = LogCopier(read_end, self.log_path, limits.from_environment()[0], mask).start()
         self._pid_file().write_text(str(build.pid))
         exit_code, timed_out = _wait(build, float(self.package.get("timeout", 3600)))
         if not copier.join(GRACE):  # a process the build left behind holds its output open: do not wait for it
             self._note("trivialci: the build ended, but a process it started still holds its output open")
         status, reason = self._judge(exit_code, timed_out)
         return exit_code, status, reason + copier.cut_note()
+
+    def _cannot_run(self, error: OSError) -> tuple[None, JobStatus, str]:
+        self._note(f"trivialci: cannot run .trivialci/{self.package['kind']}: {error}")
+        return None, JobStatus.FAILED, f"cannot run .trivialci/{self.package['kind']}: {error.strerror} " \
+                                       "(is its #! line right?)"
+
+    def _sandboxed(self, script: Path) -> tuple[list[str], dict, SecretMask]:
+        """The build's command in its sandbox (worker/sandbox.py), its environment, and its log's mask."""
+        sandbox, secrets = Sandbox.from_environment(), self._secrets()
+        command = sandbox.command([str(script)], self.worktree, writable=(self.worktree, self.artifacts),
+                                  readable=(Mirror(self.workdir, self.package["repo"]).path,))
+        return command, self._environment(sandbox, secrets), SecretMask(secrets.values())
+
+    def _secrets(self) -> dict[str, str]:
+        """The secrets of this job's kind (worker/secrets.py); none for an untrusted job."""
+        directory = os.environ.get(SECRETS_ENV)
+        if not directory:
+            return {}
+        if not gets_secrets(self.package):
+            self._note("trivialci: this job is not trusted (\"trusted\": false) and not approved with secrets: "
+                       "it gets none")
+            return {}
+        return secrets_for(directory, self.package["kind"], self.package["repo"])
 
     def _end_log(self) -> None:
         """Mark the log complete, for the log server (X-Log-Complete) and its followers."""
@@ -148,10 +181,12 @@ class JobRun:
             return JobStatus.PASSED, "exit status 0"
         return JobStatus.FAILED, f"exit status {exit_code}" if exit_code > 0 else f"killed by signal {-exit_code}"
 
-    def _environment(self) -> dict:
+    def _environment(self, sandbox: Sandbox | None = None, secrets: dict | None = None) -> dict:
+        """The sandbox's few variables of the worker, the secrets, then the job's own variables."""
         package = self.package
-        env = {**os.environ, "TRIVIALCI_JOB": self.id, "TRIVIALCI_BRANCH": package["branch"],
-               "TRIVIALCI_SHA": package["sha"], "TRIVIALCI_KIND": package["kind"], "TRIVIALCI_REPO": package["repo"],
+        env = {**(sandbox or Sandbox(None)).environment(), **(secrets or {}),
+               "TRIVIALCI_JOB": self.id, "TRIVIALCI_BRANCH": package["branch"], "TRIVIALCI_SHA": package["sha"],
+               "TRIVIALCI_KIND": package["kind"], "TRIVIALCI_REPO": package["repo"],
                "TRIVIALCI_ATTEMPT": str(package["attempt"]), "TRIVIALCI_ARTIFACTS": str(self.artifacts),
                "TRIVIALCI_PYTHON": sys.executable}
         for name, value in (package.get("params") or {}).items():
@@ -219,10 +254,13 @@ class JobRun:
             log.write(line.rstrip() + "\n")
 
     def _clean_up(self) -> None:
+        mirror = Mirror(self.workdir, self.package["repo"])
         try:
-            Mirror(self.workdir, self.package["repo"]).remove_worktree(self.worktree)
-        except Exception as error:
-            print(f"could not remove the worktree {self.worktree}: {error} (pruned at the next job)")
+            mirror.remove_worktree(self.worktree)
+        except Exception as error:  # e.g. the build pointed its .git elsewhere: git refuses it
+            print(f"git could not remove the worktree {self.worktree}: {error}; removing it by hand")
+            shutil.rmtree(self.worktree, ignore_errors=True)  # never follows a link the build left
+            _quietly(mirror.prune, "could not prune the mirror (pruned at the next job)")
         shutil.rmtree(self.artifacts, ignore_errors=True)
         for leftover in (self._pid_file(), self._cancel_file()):
             remove_if_present(leftover)
@@ -268,6 +306,13 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _quietly(action, failure: str) -> None:
+    try:
+        action()
+    except Exception as error:
+        print(f"{failure}: {error}")
 
 
 def _read_json(path: Path):
