@@ -20,7 +20,7 @@ import pytest
 from conftest import _processes_mentioning, gated_build, pid_alive, release_build, run_cli, wait_for
 from test_flow import building, origin, push_event, store_jobs  # noqa: F401 (origin is a fixture)
 
-from trivialci.cli import default_pipeline
+from trivialci.cli.options import default_pipeline
 
 
 def bwrap_works() -> bool:

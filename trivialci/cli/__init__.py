@@ -1,0 +1,43 @@
+"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|history|prune`.
+
+Only this package imports click: options.py holds what the commands share
+(one-line errors, the common options), nodes.py the commands that run a part
+of the CI, records.py those that look and ask. Errors reach the user as one
+line on stderr and an exit status (docs/protocol.md, "Exit statuses"); a
+traceback is shown only for a bug, and only with TRIVIALCI_DEBUG=1. Nothing
+in TrivialCi imports this package.
+"""
+
+import click
+
+from .. import __version__
+from . import nodes, records
+from .options import FriendlyGroup
+
+
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trivialci")
+def cli():
+    """TrivialCi: the CI without features. Events are JSON files; scripts handle them.
+
+    \b
+    trivialci up --repo .                          the whole CI for one repository, here
+    trivialci hub --spool /var/ci                  run the hub's loop
+    trivialci worker --spool /mnt/ci --name w1     run a worker's loop
+    trivialci gitwatcher --spool /var/ci --repo URL
+    trivialci emit hello '{"x": 1}' --spool /var/ci
+    trivialci status --spool /var/ci               nodes, inboxes, running events
+    trivialci jobs --spool /var/ci                 queue, running jobs, last results
+    trivialci build --repo URL --branch main --wait
+    trivialci cancel JOB --spool /var/ci
+    trivialci history list --store file:///srv/ci-store
+    trivialci prune --spool /var/ci --store file:///srv/ci-store --dry-run
+    """
+
+for command in (nodes.up, nodes.hub, nodes.worker, nodes.gitwatcher, records.emit_command, records.status, records.jobs,
+                records.build, records.cancel, records.history, records.prune_command):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="trivialci")
