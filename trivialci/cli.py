@@ -24,6 +24,7 @@ from .git.gitwatcher import GitWatcher
 from .spool.layout import check_node_name, hub_dir, worker_dir
 from .spool.node import Node, NodeConfig
 from .spool.status import format_status, spool_status
+from .spool.terminal import PrintableFormatter, printable
 from .store import STORE_ENV, open_store
 from . import git
 from .spool import mounts
@@ -64,7 +65,7 @@ def _usage_line(error: click.UsageError) -> str:
 
 class _CliError(click.ClickException):
     def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
+        super().__init__(printable(message))  # one line, whatever values the message quotes
         self.exit_code = exit_code
 
 
@@ -236,9 +237,9 @@ def jobs(spool, as_json):
 def build(spool, repo, branch, wait, timeout):
     """Ask the hub to build a branch now, as if it had just been pushed."""
     request = requests.request_build(spool, git.resolve_repo(repo), git.check_branch(branch))
-    click.echo(f"requested {request['request']}: {branch} at {request['new'][:12]}")
+    click.echo(f"requested {request['request']}: {printable(branch)} at {request['new'][:12]}")
     if wait:
-        sys.exit(requests.wait_for_request(spool, request["request"], timeout, click.echo))
+        sys.exit(requests.wait_for_request(spool, request["request"], timeout, lambda line: click.echo(printable(line))))
 
 
 @cli.command()
@@ -400,7 +401,7 @@ def _setup_logging() -> None:
     if log.handlers:
         return  # already set up by this command
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(PrintableFormatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     watchdog_log = logging.getLogger("watchdog")  # e.g. "Inotify queue overflowed", in the node's format

@@ -37,6 +37,7 @@ from .lock import NodeLock
 from .outbox import Forwarder, ForwarderThread, waiting
 from .record import Outcome, record
 from .recovery import recover
+from .terminal import printable
 
 log = logging.getLogger("trivialci")
 
@@ -407,7 +408,7 @@ class Node:
     def _log_handled(self, outcome: Outcome, final: Path) -> None:
         claim = outcome.claim
         where = final.relative_to(self.node_dir.root)
-        log.info("%s %s %s in %.3fs, attempt %d: %s -> %s", self.node_dir.node, _printable(claim.original_name or claim.name),
+        log.info("%s %s %s in %.3fs, attempt %d: %s -> %s", self.node_dir.node, printable(claim.original_name or claim.name),
                  outcome.status.value, outcome.ended - outcome.started, claim.attempt, outcome.reason, where)
 
     def _block(self, reason: str) -> None:
@@ -597,11 +598,6 @@ def _event_timeout(payload: dict, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 7 * 86400:
         raise BadEvent(f"\"_timeout\" must be a number of seconds between 0 and 604800, not {value!r}")
     return float(value)
-
-
-def _printable(name: str) -> str:
-    """A file name for a log line: as it is, or quoted when it holds control or odd characters."""
-    return name if name.isprintable() and " " not in name else repr(name)
 
 
 def _drain_pipe(fd: int) -> None:
