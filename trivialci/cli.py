@@ -6,6 +6,7 @@ only for a bug, and only with TRIVIALCI_DEBUG=1.
 """
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from .spool.status import format_status, spool_status
 from .spool.terminal import PrintableFormatter, printable
 from .store import STORE_ENV, open_store
 from . import git
-from .spool import mounts
+from .spool import mounts, permissions
 from .hub import pipelinesource, requests
 from .web import ui as webui
 from . import up as up_tree
@@ -121,6 +122,19 @@ def node_options(function):
     return function
 
 
+def sharing_option(function):
+    """--group: what the command creates is shared with a group instead of private to this user (permissions.py)."""
+    @functools.wraps(function)
+    def command(*args, group=None, **kwargs):
+        permissions.restrict(group)
+        return function(*args, **kwargs)
+
+    return click.option("--group", envvar=permissions.GROUP_ENV, default=None, metavar="NAME",
+                        help="Share what it creates with this group (umask 007, setgid spool, workdir and store) "
+                             "instead of keeping it private to this user (umask 077). "
+                             f"Env: {permissions.GROUP_ENV}.")(command)
+
+
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trivialci")
 def cli():
@@ -138,9 +152,11 @@ def cli():
     trivialci cancel JOB --spool /var/ci
     trivialci history list --store file:///srv/ci-store
     """
+    permissions.restrict()  # private, whatever umask this was started with; --group widens it
 
 
 @cli.command()
+@sharing_option
 @spool_option
 @node_options
 @click.option("--ui", default=None, metavar="HOST:PORT",
@@ -150,6 +166,7 @@ def hub(spool, ui, **options):
 
     Runs until SIGTERM or SIGINT (a second one skips the grace period).
     """
+    permissions.share_roots(spool, _workdir(options["workdir"], "hub"), _store_dir(options["store"]))
     if not ui:
         return run_node(hub_dir(spool), options, advertise={})
     store = open_store(options["store"]) if options["store"] else None
@@ -160,6 +177,7 @@ def hub(spool, ui, **options):
 
 
 @cli.command()
+@sharing_option
 @spool_option
 @click.option("--name", default=lambda: _default_worker_name(), show_default="this host's name",
               help="The worker's name: its directory is SPOOL/workers/NAME/.")
@@ -180,6 +198,7 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, **options):
     check_node_name(name)
     listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name}
     workdir = Path(_workdir(options["workdir"], name))
+    permissions.share_roots(workdir, _store_dir(options["store"]))  # the spool is the hub's to share
     node_dir, outbox = worker_dir(spool, name), None
     if outbox_mode == "always" or (outbox_mode == "auto" and mounts.sees_other_machines(mounts.filesystem_type(spool))):
         # On its own disk: its scripts' logs while they run, and what they send the hub until the hub has it.
@@ -194,6 +213,7 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, **options):
 
 
 @cli.command("emit")
+@sharing_option
 @click.argument("event_type", metavar="TYPE")
 @click.argument("payload", default="{}", metavar="[JSON|@FILE|-]")
 @spool_option
@@ -203,6 +223,7 @@ def emit_command(event_type, payload, spool, to):
 
     The payload is a JSON object given as text, read from @FILE, or from - (stdin).
     """
+    permissions.share_roots(spool if to == "hub" else None)
     delivered = emit(event_type, parse_payload_text(_payload_text(payload)), to=to, spool=spool)
     click.echo(delivered)
 
@@ -228,6 +249,7 @@ def jobs(spool, as_json):
 
 
 @cli.command()
+@sharing_option
 @spool_option
 @click.option("--repo", required=True, help="The repository (a path or URL), as the gitwatcher names it.")
 @click.option("--branch", required=True, help="The branch to build (its current head).")
@@ -243,6 +265,7 @@ def build(spool, repo, branch, wait, timeout):
 
 
 @cli.command()
+@sharing_option
 @spool_option
 @click.argument("job")
 def cancel(spool, job):
@@ -253,6 +276,7 @@ def cancel(spool, job):
 
 
 @cli.command()
+@sharing_option
 @click.option("--repo", required=True, help="The repository to watch and build (a path or URL).")
 @click.option("--spool", default=None, type=click.Path(file_okay=False), help="[default: ~/.local/share/trivialci/spool]")
 @click.option("--store", default=None, help="[default: file://~/.local/share/trivialci/store]")
@@ -265,6 +289,7 @@ def up(repo, spool, store, workdir, pipeline, ui):
     defaults = up_tree.default_paths()
     spool, store = Path(spool or defaults["spool"]).resolve(), store or defaults["store"]
     workdir = Path(workdir or defaults["workdir"]).resolve()
+    permissions.share_roots(spool, workdir, _store_dir(store))  # its children share their own roots too
     repo = git.resolve_repo(repo)
     ui = None if ui == "off" else webui.free_address(ui)
     shown_ui = f"  ui        http://{ui}/\n" if ui else ""
@@ -286,6 +311,7 @@ def _existing_spool(spool) -> str:
 
 
 @cli.command()
+@sharing_option
 @spool_option
 @click.option("--repo", required=True, help="The repository to watch: a path or an https://, ssh://, file:// URL.")
 @click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.05),
@@ -298,6 +324,7 @@ def gitwatcher(spool, repo, interval, once):
     branch is new again. Runs until SIGTERM or SIGINT.
     """
     _setup_logging()
+    permissions.share_roots(spool)
     GitWatcher(spool, repo, interval).serve(once=once)
 
 @cli.group()
@@ -372,6 +399,11 @@ def _workdir(given, node: str) -> str:
         return str(Path(given).resolve())
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(cache, "trivialci", node)
+
+
+def _store_dir(url) -> Path | None:
+    """The directory of a directory store, to share with --group; None for S3 or no store."""
+    return None if not url or str(url).startswith("s3://") else open_store(url).root
 
 
 def _pipeline_dir(given) -> Path:
