@@ -8,7 +8,6 @@ spool writes the rest by hand.
 """
 
 import json
-import os
 
 from conftest import run_cli
 from gitrepo import Origin, git
