@@ -162,6 +162,8 @@ def test_a_member_of_the_group_emits_and_reads_status_and_others_cannot(tmp_path
 
     outsider = as_nobody("emit", "hello", "{}", "--spool", spool, groups=None)
     assert outsider.returncode != 0 and "not readable" in outsider.stderr, outsider.stderr
+    looked = as_nobody("status", "--spool", spool, groups=None)
+    assert looked.returncode == 2 and "is not readable" in looked.stderr and len(looked.stderr.splitlines()) == 1
     peek = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat",
                            spool / "hub.json"], capture_output=True, text=True)
     assert peek.returncode != 0 and peek.stdout == ""
