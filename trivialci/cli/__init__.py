@@ -12,6 +12,7 @@ import click
 
 from .. import __version__
 from . import nodes, records
+from ..spool import permissions
 from .options import FriendlyGroup
 
 
@@ -33,6 +34,8 @@ def cli():
     trivialci history list --store file:///srv/ci-store
     trivialci prune --spool /var/ci --store file:///srv/ci-store --dry-run
     """
+    permissions.restrict()  # private, whatever umask this was started with; --group widens it
+
 
 for command in (nodes.up, nodes.hub, nodes.worker, nodes.gitwatcher, records.emit_command, records.status, records.jobs,
                 records.build, records.cancel, records.history, records.prune_command):

@@ -21,12 +21,14 @@ from .. import up as up_tree
 from ..web import ui as webui
 from ..web.logserver import LogServer, parse_listen
 from ..worker import limits as worker_limits
-from .options import build_options, configure_builds, default_pipeline, node_options, setup_logging, spool_option
+from ..spool import permissions
+from .options import build_options, sharing_option, store_dir, configure_builds, default_pipeline, node_options, setup_logging, spool_option
 
 log = logging.getLogger("trivialci")
 
 
 @click.command()
+@sharing_option
 @spool_option
 @node_options
 @click.option("--ui", default=None, metavar="HOST:PORT",
@@ -36,6 +38,7 @@ def hub(spool, ui, **options):
 
     Runs until SIGTERM or SIGINT (a second one skips the grace period).
     """
+    permissions.share_roots(spool, _workdir(options["workdir"], "hub"), store_dir(options["store"]))
     if not ui:
         return run_node(hub_dir(spool), options, advertise={})
     store = open_store(options["store"]) if options["store"] else None
@@ -44,7 +47,9 @@ def hub(spool, ui, **options):
         log.info("hub: web UI at %s", server.url)
         run_node(hub_dir(spool), options, advertise={"ui_url": server.url})
 
+
 @click.command()
+@sharing_option
 @spool_option
 @click.option("--name", default=lambda: _default_worker_name(), show_default="this host's name",
               help="The worker's name: its directory is SPOOL/workers/NAME/.")
@@ -73,6 +78,7 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, ma
     listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name, **worker_limits.advertised(
         max_log_bytes, max_artifact_bytes)}
     workdir = Path(_workdir(options["workdir"], name))
+    permissions.share_roots(workdir, store_dir(options["store"]))  # the spool is the hub's to share
     node_dir, outbox = worker_dir(spool, name), None
     if outbox_mode == "always" or (outbox_mode == "auto" and mounts.sees_other_machines(mounts.filesystem_type(spool))):
         # On its own disk: its scripts' logs while they run, and what they send the hub until the hub has it.
@@ -85,7 +91,9 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, ma
         run_node(node_dir, options, advertise={**advertise, "log_url": log_server.url}, announce="worker_started",
                  outbox=outbox)
 
+
 @click.command()
+@sharing_option
 @click.option("--repo", required=True, help="The repository to watch and build (a path or URL).")
 @click.option("--spool", default=None, type=click.Path(file_okay=False), help="[default: ~/.local/share/trivialci/spool]")
 @click.option("--store", default=None, help="[default: file://~/.local/share/trivialci/store]")
@@ -100,6 +108,7 @@ def up(repo, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, s
     defaults = up_tree.default_paths()
     spool, store = Path(spool or defaults["spool"]).resolve(), store or defaults["store"]
     workdir = Path(workdir or defaults["workdir"]).resolve()
+    permissions.share_roots(spool, workdir, store_dir(store))  # its children share their own roots too
     repo = git.resolve_repo(repo)
     ui = None if ui == "off" else webui.free_address(ui)
     shown_ui = f"  ui        http://{ui}/\n" if ui else ""
@@ -113,7 +122,9 @@ def up(repo, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, s
         up_tree.stop_tree(children, spool)
     sys.exit(status_code)
 
+
 @click.command()
+@sharing_option
 @spool_option
 @click.option("--repo", required=True, help="The repository to watch: a path or an https://, ssh://, file:// URL.")
 @click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.05),
@@ -126,7 +137,9 @@ def gitwatcher(spool, repo, interval, once):
     branch is new again. Runs until SIGTERM or SIGINT.
     """
     setup_logging()
+    permissions.share_roots(spool)
     GitWatcher(spool, repo, interval).serve(once=once)
+
 
 def run_node(node_dir, options, advertise: dict, announce: str | None = None, outbox: Path | None = None) -> None:
     setup_logging()
@@ -154,17 +167,20 @@ def run_node(node_dir, options, advertise: dict, announce: str | None = None, ou
         node.serve(until_idle=options["drain"])
     log.info("%s: stopped", node_dir.node)
 
+
 def _workdir(given, node: str) -> str:
     if given:
         return str(Path(given).resolve())
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(cache, "trivialci", node)
 
+
 def _pipeline_dir(given) -> Path:
     pipeline = Path(os.path.abspath(given)) if given else default_pipeline()  # a `current` link stays a link
     if not pipeline.is_dir():
         raise BadInput(f"no pipeline directory at {pipeline}: pass --pipeline DIR with your TYPE.py scripts")
     return pipeline
+
 
 def _default_worker_name() -> str:
     host = socket.gethostname().split(".")[0]

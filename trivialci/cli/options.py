@@ -9,7 +9,10 @@ from pathlib import Path
 import click
 
 from ..errors import BadInput, TrivialCiError
+from ..spool import permissions
 from ..spool.delivery import SPOOL_ENV
+from ..spool.terminal import PrintableFormatter, printable
+from ..store import open_store
 from ..store import STORE_ENV
 from ..worker import sandbox
 from ..worker.secrets import SECRETS_ENV
@@ -36,14 +39,17 @@ class FriendlyGroup(click.Group):
             raise _CliError(f"unexpected error: {error!r}. This is a bug in TrivialCi; "
                             "run again with TRIVIALCI_DEBUG=1 to see where it happened.", 1) from None
 
+
 def _usage_line(error: click.UsageError) -> str:
     command = error.ctx.command_path if error.ctx else "trivialci"
     return f"{error.format_message()} See `{command} --help`."
 
+
 class _CliError(click.ClickException):
     def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
+        super().__init__(printable(message))  # one line, whatever values the message quotes
         self.exit_code = exit_code
+
 
 def default_pipeline() -> Path:
     """The pipeline that ships with TrivialCi (installed, or in a source checkout)."""
@@ -53,14 +59,17 @@ def default_pipeline() -> Path:
             return candidate
     return package / "pipeline"
 
+
 def spool_option(function):
     return click.option("--spool", required=True, envvar=SPOOL_ENV, type=click.Path(file_okay=False),
                         help=f"The spool tree (a local directory or a shared mount). Env: {SPOOL_ENV}.")(function)
+
 
 def store_option(function):
     return click.option("--store", envvar=STORE_ENV, metavar="URL",
                         help=f"The artifact store: file:///DIR, a directory or s3://BUCKET/PREFIX. "
                              f"Env: {STORE_ENV}.")(function)
+
 
 def build_options(sandbox_modes: list[str]):
     """The options of the builds a worker runs: sandbox, network, secrets (worker/sandbox.py, worker/secrets.py)."""
@@ -78,11 +87,13 @@ def build_options(sandbox_modes: list[str]):
     ]
     return lambda function: functools.reduce(lambda f, option: option(f), reversed(options), function)
 
+
 def configure_builds(sandbox_mode: str, build_network: str, secrets) -> None:
     """Check the builds' sandbox and secrets before starting; the scripts (and booted workers) inherit them."""
     warning = sandbox.configure(sandbox_mode, build_network, secrets and check_secrets_directory(secrets))
     if warning:
         click.echo(f"trivialci: WARNING: {warning}", err=True)
+
 
 def node_options(function):
     options = [
@@ -121,11 +132,12 @@ def node_options(function):
         function = option(function)
     return function
 
+
 def setup_logging() -> None:
     if log.handlers:
         return  # already set up by this command
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(PrintableFormatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     watchdog_log = logging.getLogger("watchdog")  # e.g. "Inotify queue overflowed", in the node's format
@@ -137,3 +149,21 @@ def existing_spool(spool) -> str:
     if not os.path.isdir(os.path.join(spool, "inbox")):
         raise BadInput(f"no spool at {spool} (no inbox/): check the path, or start a hub there first")
     return spool
+
+
+def sharing_option(function):
+    """--group: what the command creates is shared with a group instead of private to this user (permissions.py)."""
+    @functools.wraps(function)
+    def command(*args, group=None, **kwargs):
+        permissions.restrict(group)
+        return function(*args, **kwargs)
+
+    return click.option("--group", envvar=permissions.GROUP_ENV, default=None, metavar="NAME",
+                        help="Share what it creates with this group (umask 007, setgid spool, workdir and store) "
+                             "instead of keeping it private to this user (umask 077). "
+                             f"Env: {permissions.GROUP_ENV}.")(command)
+
+
+def store_dir(url) -> Path | None:
+    """The directory of a directory store, to share with --group; None for S3 or no store."""
+    return None if not url or str(url).startswith("s3://") else open_store(url).root

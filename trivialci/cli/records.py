@@ -18,10 +18,13 @@ from ..spool.event import parse_payload_text
 from ..spool.status import format_status, spool_status
 from ..store import STORE_ENV, open_store
 from ..store.history import format_job_record, format_job_table, job_log, list_jobs, show_job
-from .options import existing_spool, spool_option, store_option
+from ..spool import permissions
+from ..spool.terminal import printable
+from .options import existing_spool, sharing_option, spool_option, store_option
 
 
 @click.command("emit")
+@sharing_option
 @click.argument("event_type", metavar="TYPE")
 @click.argument("payload", default="{}", metavar="[JSON|@FILE|-]")
 @spool_option
@@ -31,8 +34,10 @@ def emit_command(event_type, payload, spool, to):
 
     The payload is a JSON object given as text, read from @FILE, or from - (stdin).
     """
+    permissions.share_roots(spool if to == "hub" else None)
     delivered = emit(event_type, parse_payload_text(_payload_text(payload)), to=to, spool=spool)
     click.echo(delivered)
+
 
 @click.command()
 @spool_option
@@ -44,6 +49,7 @@ def status(spool, as_json):
     summary = spool_status(spool)
     click.echo(json.dumps(summary, indent=2) if as_json else format_status(summary))
 
+
 @click.command()
 @spool_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -53,7 +59,9 @@ def jobs(spool, as_json, store):
     summary = jobs_summary(HubState(existing_spool(spool)), store=open_store(store) if store else None)
     click.echo(json.dumps(summary, indent=2) if as_json else format_jobs(summary))
 
+
 @click.command()
+@sharing_option
 @spool_option
 @click.option("--repo", required=True, help="The repository (a path or URL), as the gitwatcher names it.")
 @click.option("--branch", required=True, help="The branch to build (its current head).")
@@ -63,11 +71,13 @@ def jobs(spool, as_json, store):
 def build(spool, repo, branch, wait, timeout):
     """Ask the hub to build a branch now, as if it had just been pushed."""
     request = requests.request_build(spool, git.resolve_repo(repo), git.check_branch(branch))
-    click.echo(f"requested {request['request']}: {branch} at {request['new'][:12]}")
+    click.echo(f"requested {request['request']}: {printable(branch)} at {request['new'][:12]}")
     if wait:
-        sys.exit(requests.wait_for_request(spool, request["request"], timeout, click.echo))
+        sys.exit(requests.wait_for_request(spool, request["request"], timeout, lambda line: click.echo(printable(line))))
+
 
 @click.command()
+@sharing_option
 @spool_option
 @click.argument("job")
 def cancel(spool, job):
@@ -76,9 +86,11 @@ def cancel(spool, job):
         raise BadInput(f"{job!r} is not a job id (YYYYmmddTHHMMSSZ-xxxxxx): see `trivialci jobs`")
     click.echo(emit("cancel", {"job": job}, to="hub", spool=existing_spool(spool)))
 
+
 @click.group()
 def history():
     """Jobs from the artifact store alone (no hub needed): list, show, log."""
+
 
 @history.command("list")
 @store_option
@@ -91,6 +103,7 @@ def history_list(store, limit, branch):
     of_branch = f" of branch {branch}" if branch else ""
     click.echo(format_job_table(jobs_found) if jobs_found else f"no jobs{of_branch} in {opened.url}")
 
+
 @history.command("show")
 @click.argument("job")
 @store_option
@@ -100,12 +113,14 @@ def history_show(job, store, as_json):
     record = show_job(open_store(store), job)
     click.echo(json.dumps(record, indent=2) if as_json else format_job_record(record))
 
+
 @history.command("log")
 @click.argument("job")
 @store_option
 def history_log(job, store):
     """A job's output (its log.txt), as it was written."""
     click.echo(job_log(open_store(store), job), nl=False)
+
 
 @click.command("prune")
 @spool_option
@@ -123,6 +138,7 @@ def prune_command(spool, store, keep_days, keep_last, keep_failed_days, dry_run)
     policy = retention.RetentionPolicy(keep_days, keep_last, keep_failed_days)
     plan = retention.prune(existing_spool(spool), store, policy, dry_run=dry_run)
     click.echo("\n".join(plan.lines(done=not dry_run)))
+
 
 def _payload_text(payload: str) -> str:
     if payload == "-":

@@ -5,6 +5,7 @@ given one, the recent results are filled up from it.
 """
 
 from .state import HubState
+from ..spool.terminal import printable
 from ..jobs import RUNNING, JobStatus
 from ..store.history import list_jobs
 
@@ -40,21 +41,28 @@ def _is_final(record: dict) -> bool:
 
 
 def format_jobs(summary: dict) -> str:
+    """The summary as text; every value from state/ is shown through `printable` (it is input like any other)."""
     lines = ["queued:" + ("  (dispatch paused: state/PAUSE exists)" if summary["paused"] else "")]
     for kind, jobs in summary["queued"].items():
-        lines += [f"  {j['job']}  {kind:<12} {_short(j)}  attempt {j.get('attempt', 1)}" for j in jobs]
-    lines += ["running:"] + [f"  {j['job']}  {j['kind']:<12} {_short(j)}  {j['status']:<9} on {j.get('worker')}"
-                             for j in summary["running"]]
-    lines += ["recent:"] + [f"  {j['job']}  {j['kind']:<12} {_short(j)}  {j['status']:<10} {_seconds(j)}"
-                            for j in summary["recent"]]
-    lines += ["workers:"] + [f"  {w['name']:<16} {w['kind']:<12} {w['state']:<5} {w.get('job') or ''}"
-                             for w in summary["workers"]]
-    return "\n".join(line for line in lines)
+        lines += [f"  {_cell(j['job'])}  {_cell(kind, 12)} {_short(j)}  attempt {_cell(j.get('attempt', 1))}"
+                  for j in jobs]
+    lines += ["running:"] + [f"  {_cell(j['job'])}  {_cell(j['kind'], 12)} {_short(j)}  {_cell(j['status'], 9)} "
+                             f"on {_cell(j.get('worker'))}" for j in summary["running"]]
+    lines += ["recent:"] + [f"  {_cell(j['job'])}  {_cell(j['kind'], 12)} {_short(j)}  {_cell(j['status'], 10)} "
+                            f"{_seconds(j)}" for j in summary["recent"]]
+    lines += ["workers:"] + [f"  {_cell(w['name'], 16)} {_cell(w['kind'], 12)} {_cell(w['state'], 5)} "
+                             f"{_cell(w.get('job') or '')}" for w in summary["workers"]]
+    return "\n".join(lines)
+
+
+def _cell(value, width: int = 0) -> str:
+    return f"{printable(value):<{width}}"
 
 
 def _short(job: dict) -> str:
-    return f"{job['branch'][:30]:<30} {job['sha'][:12]}"
+    return f"{printable(job['branch'])[:30]:<30} {printable(job['sha'])[:12]}"
 
 
 def _seconds(job: dict) -> str:
-    return f"{job['run_time']:.1f}s" if job.get("run_time") is not None else ""
+    run_time = job.get("run_time")
+    return f"{run_time:.1f}s" if isinstance(run_time, (int, float)) else printable(run_time or "")

@@ -8,6 +8,8 @@ raises: it is never retried as if it had succeeded.
 import os
 from pathlib import Path
 
+from .permissions import PRIVATE_FILE, file_mode
+
 
 def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool = True) -> Path:
     """Write `data` to `path` through `tmp_dir` (same filesystem); return `path`."""
@@ -24,9 +26,12 @@ def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool =
 
 
 def write_synced(path: Path, data: bytes) -> None:
-    """Create `path` with `data`, flushed to disk before this returns."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    """Create `path` with `data`, flushed to disk before this returns; 0600, or 0640 in a shared directory."""
+    mode = file_mode(Path(path).parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
+        if mode != PRIVATE_FILE:
+            os.fchmod(fd, mode)  # the group reads it even if the writer's umask is 077
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
+from .permissions import make_dirs
 
 HUB = "hub"
 OUTBOX_ENV = "TRIVIALCI_OUTBOX"  # names a worker's outbox in its scripts' environment (see outbox.py)
@@ -56,12 +57,9 @@ class NodeDir:
         return self.root / ("hub.json" if self.is_hub else "worker.json")
 
     def create(self) -> None:
-        """Make the directories a node needs (like mkdir -p)."""
-        for name in SUBDIRS:
-            (self.root / name).mkdir(parents=True, exist_ok=True)
-        if self.is_hub:
-            self.state.mkdir(exist_ok=True)
-            (self.root / "workers").mkdir(exist_ok=True)
+        """Make the directories a node needs (like mkdir -p; private, or shared under a setgid spool)."""
+        for name in SUBDIRS + (("state", "workers") if self.is_hub else ()):
+            make_dirs(self.root / name)
 
 
 def hub_dir(spool) -> NodeDir:

@@ -43,6 +43,7 @@ from .lock import NodeLock
 from .outbox import Forwarder, ForwarderThread, waiting
 from .record import Outcome, record
 from .recovery import recover
+from .terminal import printable
 from .wakeup import Wakeup
 
 log = logging.getLogger("trivialci")
@@ -319,7 +320,7 @@ class Node:
     def _log_handled(self, outcome: Outcome, final: Path) -> None:
         claim, where = outcome.claim, final.relative_to(self.node_dir.root)
         log.info("%s %s %s in %.3fs, attempt %d: %s -> %s", self.node_dir.node,
-                 _printable(claim.original_name or claim.name), outcome.status.value,
+                 printable(claim.original_name or claim.name), outcome.status.value,
                  outcome.ended - outcome.started, claim.attempt, outcome.reason, where)
 
     def _block(self, reason: str) -> None:
@@ -439,8 +440,4 @@ class Node:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
-
-def _printable(name: str) -> str:
-    """A file name for a log line: as it is, or quoted when it holds control or odd characters."""
-    return name if name.isprintable() and " " not in name else repr(name)
 

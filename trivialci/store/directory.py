@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..spool.atomic import fsync_fd
+from ..spool.permissions import dir_mode, file_mode
 from ..errors import BadInput
 from . import STORE_ENV, ArtifactStore, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
 
@@ -261,7 +262,7 @@ def _stage(staging: int, fill) -> str:
     name = f".{os.getpid()}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        with open(os.open(name, flags, 0o644, dir_fd=staging), "wb") as out:
+        with open(os.open(name, flags, file_mode(staging), dir_fd=staging), "wb") as out:
             fill(out)
             out.flush()
             os.fsync(out.fileno())
@@ -273,7 +274,7 @@ def _stage(staging: int, fill) -> str:
 
 def _make_directory(fd: int, name: str) -> None:
     try:
-        os.mkdir(name, 0o755, dir_fd=fd)
+        os.mkdir(name, dir_mode(fd), dir_fd=fd)  # the group's in a shared store, else this user's
     except FileExistsError:
         return  # another writer made it meanwhile
     fsync_fd(fd)
