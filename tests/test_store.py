@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from trivialci.errors import BadInput
-from trivialci.store import ArtifactStore, DirectoryStore, StoreMissing, StoreUnavailable, open_store
+from trivialci.store import READ_CHUNK, ArtifactStore, DirectoryStore, StoreMissing, StoreUnavailable, open_store
 
 
 def directory_store(tmp_path: Path) -> ArtifactStore:
@@ -296,6 +296,49 @@ def test_hostile_keys_are_refused_by_deletes(store, key):
     assert store.exists("jobs/a/job.json"), "a refused batch removes nothing"
 
 
+def read_value(store: ArtifactStore, key: str, first: int = 0, last: int | None = None) -> tuple[int, list[bytes]]:
+    with store.open_value(key) as value:
+        return value.size, list(value.chunks(first, last))
+
+
+def test_a_value_is_streamed_in_bounded_chunks_whole_or_from_any_byte(store, tmp_path):
+    big = os.urandom(3 * READ_CHUNK + 12345)
+    (tmp_path / "big.bin").write_bytes(big)
+    store.put_file("jobs/a/files/big.bin", tmp_path / "big.bin")
+    size, chunks = read_value(store, "jobs/a/files/big.bin")
+    assert size == len(big) and b"".join(chunks) == big
+    assert max(map(len, chunks)) <= READ_CHUNK, "no chunk larger than READ_CHUNK: memory stays bounded"
+    for first, last in ((0, 0), (100, 199), (READ_CHUNK - 1, READ_CHUNK + 1), (len(big) - 7, None),
+                        (len(big) - 7, len(big) - 1), (5, len(big) * 2)):
+        size, chunks = read_value(store, "jobs/a/files/big.bin", first, last)
+        expected = big[first:(len(big) if last is None else last + 1)]
+        assert size == len(big) and b"".join(chunks) == expected, (first, last)
+
+
+def test_an_empty_value_streams_nothing_and_a_missing_one_is_store_missing(store):
+    store.put_bytes("jobs/a/empty", b"")
+    assert read_value(store, "jobs/a/empty") == (0, [])
+    with pytest.raises(StoreMissing, match="jobs/a/nothing"):
+        store.open_value("jobs/a/nothing")
+    with pytest.raises(BadInput):
+        store.open_value("../etc/passwd")
+
+
+def test_a_value_being_read_is_never_mixed_with_the_next_put(store):
+    old, new = b"o" * (2 * READ_CHUNK), b"n" * (3 * READ_CHUNK)
+    store.put_bytes("jobs/a/log.txt", old)
+    for first in (0, 10):
+        with store.open_value("jobs/a/log.txt") as value:
+            store.put_bytes("jobs/a/log.txt", new)
+            try:
+                data = b"".join(value.chunks(first))
+            except StoreUnavailable as error:  # a backend that cannot keep to the old value says so
+                assert "jobs/a/log.txt" in str(error)
+                data = old[first:]
+        assert data == old[first:], "the value opened, whole: never a mix of two puts"
+        store.put_bytes("jobs/a/log.txt", old)
+
+
 # --- the directory backend -------------------------------------------------------------------
 
 @pytest.fixture
@@ -322,6 +365,8 @@ def test_a_key_under_a_symlink_out_of_the_store_is_refused(directory, tmp_path):
     with pytest.raises(StoreUnavailable, match="is a symlink"):
         directory.get_bytes("jobs/evil/job.json")
     with pytest.raises(StoreUnavailable, match="is a symlink"):
+        directory.open_value("jobs/evil/job.json")
+    with pytest.raises(StoreUnavailable, match="is a symlink"):
         directory.list_children("jobs/evil/")
     assert tree_of(outside) == {"job.json": b"planted"}
     assert directory.list_keys("") == ["jobs/a/job.json"], "a listing does not descend into links"
@@ -334,6 +379,8 @@ def test_a_symlink_at_a_key_is_replaced_never_written_through(directory, tmp_pat
     assert not directory.exists("jobs/a/log.txt")
     with pytest.raises(StoreUnavailable, match="not a regular file"):
         directory.get_bytes("jobs/a/log.txt")
+    with pytest.raises(StoreUnavailable, match="not a regular file"):
+        directory.open_value("jobs/a/log.txt")
     directory.put_bytes("jobs/a/log.txt", b"the log")
     assert target.read_bytes() == b"not the store's"
     assert directory.get_bytes("jobs/a/log.txt") == b"the log"
@@ -353,6 +400,8 @@ def test_a_fifo_at_a_key_is_not_waited_on(directory):
     os.mkfifo(directory.root / "jobs" / "a" / "log.txt")
     with pytest.raises(StoreUnavailable, match="not a regular file"):
         directory.get_bytes("jobs/a/log.txt")
+    with pytest.raises(StoreUnavailable, match="not a regular file"):
+        directory.open_value("jobs/a/log.txt")
 
 
 def test_the_store_directory_itself_may_be_a_symlink(tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .spool.heartbeat import read_heartbeat
 from .spool.layout import worker_dir, worker_names
+from .web.hosts import ALLOW_HOSTS_ENV
 
 TICK_SECONDS = 10.0  # lost workers are noticed within LOST_AFTER + this; each tick is a file in done/
 WATCH_SECONDS = 2.0
@@ -33,12 +34,16 @@ def default_paths() -> dict:
 
 
 def start_tree(repo: str, spool: Path, store: str, workdir: Path, pipeline: Path,
-               ui: str | None = None) -> list[subprocess.Popen]:
-    """The hub (serving its web UI on `ui`, HOST:PORT, if given) and the gitwatcher, as this process's children."""
+               ui: str | None = None, allow_hosts=()) -> list[subprocess.Popen]:
+    """The hub (serving its web UI on `ui`, HOST:PORT, if given) and the gitwatcher, as this process's children.
+
+    `allow_hosts` reach the hub, and the workers it boots, as TRIVIALCI_ALLOW_HOSTS in their environment.
+    """
     trivialci = [sys.executable, "-m", "trivialci"]
+    env = {**os.environ, ALLOW_HOSTS_ENV: " ".join(allow_hosts)} if allow_hosts else None
     hub = subprocess.Popen([*trivialci, "hub", "--spool", str(spool), "--store", store, "--workdir",
                             str(workdir / "hub"), "--tick", str(TICK_SECONDS), "--pipeline", str(pipeline),
-                            *(["--ui", ui] if ui else [])])
+                            *(["--ui", ui] if ui else [])], env=env)
     watcher = subprocess.Popen([*trivialci, "gitwatcher", "--spool", str(spool), "--repo", repo,
                                 "--interval", str(WATCH_SECONDS)])
     return [watcher, hub]

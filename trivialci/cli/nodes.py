@@ -19,10 +19,12 @@ from ..spool.node import Node, NodeConfig
 from ..store import open_store
 from .. import up as up_tree
 from ..web import ui as webui
+from ..web.hosts import allowed_names
 from ..web.logserver import LogServer, parse_listen
 from ..worker import limits as worker_limits
 from ..spool import permissions
-from .options import build_options, sharing_option, store_dir, configure_builds, default_pipeline, node_options, setup_logging, spool_option
+from .options import (allow_host_option, build_options, configure_builds, default_pipeline, node_options,
+                      setup_logging, sharing_option, spool_option, store_dir)
 
 log = logging.getLogger("trivialci")
 
@@ -33,16 +35,18 @@ log = logging.getLogger("trivialci")
 @node_options
 @click.option("--ui", default=None, metavar="HOST:PORT",
               help="Serve the read-only web UI there (127.0.0.1:0 picks a free port); its URL goes into hub.json.")
-def hub(spool, ui, **options):
+@allow_host_option
+def hub(spool, ui, allow_hosts, **options):
     """Run the hub: handle events dropped into SPOOL/inbox/.
 
     Runs until SIGTERM or SIGINT (a second one skips the grace period).
     """
     permissions.share_roots(spool, _workdir(options["workdir"], "hub"), store_dir(options["store"]))
+    allowed = allowed_names(allow_hosts)  # checked even without --ui: a mistake is said at once
     if not ui:
         return run_node(hub_dir(spool), options, advertise={})
     store = open_store(options["store"]) if options["store"] else None
-    with webui.WebUI(spool, store, *webui.parse_address(ui)) as server:
+    with webui.WebUI(spool, store, *webui.parse_address(ui), allow_hosts=allowed) as server:
         setup_logging()
         log.info("hub: web UI at %s", server.url)
         run_node(hub_dir(spool), options, advertise={"ui_url": server.url})
@@ -69,11 +73,13 @@ def hub(spool, ui, **options):
 @click.option("--max-artifact-bytes", default="1G", show_default=True, envvar="TRIVIALCI_MAX_ARTIFACT_BYTES",
               help="Refuse a job's artifacts over this, together. Env: TRIVIALCI_MAX_ARTIFACT_BYTES.")
 @build_options(["on", "off"])
+@allow_host_option
 @node_options
 def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, max_artifact_bytes, sandbox_mode,
-           build_network, secrets, **options):
+           build_network, secrets, allow_hosts, **options):
     """Run a worker: the same loop on SPOOL/workers/NAME/, with worker.json as its heartbeat."""
     check_node_name(name)
+    allowed = allowed_names(allow_hosts)
     configure_builds(sandbox_mode, build_network, secrets)
     listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name, **worker_limits.advertised(
         max_log_bytes, max_artifact_bytes)}
@@ -87,7 +93,7 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, ma
         return run_node(node_dir, options, advertise=advertise, announce="worker_started", outbox=outbox)
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with LogServer(logs, *listen, hub_ui=hub_ui) as log_server:
+    with LogServer(logs, *listen, hub_ui=hub_ui, allow_hosts=allowed) as log_server:
         run_node(node_dir, options, advertise={**advertise, "log_url": log_server.url}, announce="worker_started",
                  outbox=outbox)
 
@@ -102,8 +108,10 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, ma
 @click.option("--ui", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT|off",
               help="Where the hub serves its web UI (a free port if that one is taken); off: no web UI.")
 @build_options(["auto", "on", "off"])
-def up(repo, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, secrets):
+@allow_host_option
+def up(repo, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, secrets, allow_hosts):
     """Run the whole CI for one repository here: hub, gitwatcher, workers. Ctrl-C stops it all."""
+    allowed = allowed_names(allow_hosts)
     configure_builds(sandbox_mode, build_network, secrets)  # in the hub's environment: its workers inherit it
     defaults = up_tree.default_paths()
     spool, store = Path(spool or defaults["spool"]).resolve(), store or defaults["store"]
@@ -115,7 +123,7 @@ def up(repo, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, s
     click.echo(f"trivialci up: watching {repo}\n{shown_ui}  spool     {spool}\n  store     {store}\n  workdir   {workdir}\n"
                f"  jobs      trivialci jobs --spool {spool}\n"
                f"  history   trivialci history list --store {store}\nCtrl-C stops everything.", err=True)
-    children = up_tree.start_tree(repo, spool, store, workdir, _pipeline_dir(pipeline), ui)
+    children = up_tree.start_tree(repo, spool, store, workdir, _pipeline_dir(pipeline), ui, allowed)
     try:
         status_code = up_tree.wait_for_signal(children)
     finally:

@@ -14,6 +14,7 @@ from ..spool.delivery import SPOOL_ENV
 from ..spool.terminal import PrintableFormatter, printable
 from ..store import open_store
 from ..store import STORE_ENV
+from ..web.hosts import ALLOW_HOSTS_ENV
 from ..worker import sandbox
 from ..worker.secrets import SECRETS_ENV
 from ..worker.secrets import check_directory as check_secrets_directory
@@ -63,6 +64,13 @@ def default_pipeline() -> Path:
 def spool_option(function):
     return click.option("--spool", required=True, envvar=SPOOL_ENV, type=click.Path(file_okay=False),
                         help=f"The spool tree (a local directory or a shared mount). Env: {SPOOL_ENV}.")(function)
+
+
+def allow_host_option(function):
+    return click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME", envvar=ALLOW_HOSTS_ENV,
+                        help="Also answer HTTP requests whose Host is NAME (repeatable; e.g. a reverse proxy's "
+                             "name); loopback names, addresses and this host's name always are; * accepts any. "
+                             f"Env: {ALLOW_HOSTS_ENV} (names separated by spaces or commas).")(function)
 
 
 def store_option(function):

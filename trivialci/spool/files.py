@@ -11,7 +11,9 @@ through here:
 - given a `root`, the path is walked from it one directory at a time, each
   opened with O_NOFOLLOW|O_DIRECTORY, so a link anywhere on the way (state/jobs
   made a link to /etc) is refused too, and what is read is physically under root;
-- at most `limit` bytes are read; a longer file is refused.
+- at most `limit` bytes are read; a longer file is refused;
+- a file served to others (a log, an artifact) is never read whole: read_chunks
+  hands it over CHUNK_BYTES at a time, from its descriptor (pread: no shared offset).
 
 Refusals are OSError (ELOOP for a link, EINVAL for a special file, EFBIG for a
 file over the limit), so callers treat them like a file that cannot be read.
@@ -26,6 +28,7 @@ from pathlib import Path
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_STATE_BYTES = 1 << 20  # a state file, heartbeat or record is a few KiB
+CHUNK_BYTES = 256 << 10  # what one reader of a large file holds in memory at a time
 
 
 def open_regular(path, root=None) -> int:
@@ -69,6 +72,16 @@ def read_json(path, limit: int = MAX_STATE_BYTES, root=None):
         return json.loads(read_regular(path, limit, root))
     except (OSError, ValueError, RecursionError):
         return None
+
+
+def read_chunks(fd: int, first: int, last: int, chunk: int = CHUNK_BYTES):
+    """Bytes first..last (inclusive) of a regular file's descriptor, `chunk` at a time; fewer if it was cut short."""
+    while first <= last:
+        data = os.pread(fd, min(chunk, last - first + 1), first)
+        if not data:
+            return
+        first += len(data)
+        yield data
 
 
 def _checked(fd: int, path) -> int:

@@ -20,6 +20,10 @@ trailing '/'; it names a directory: "jobs/a" covers jobs/a/x, never jobs/ab/x.
 
 Guarantees every backend keeps (tests/test_store.py checks them all):
 - a reader of a key sees a whole value, the old one or the new one, never a part;
+- open_value streams a value (a log or an artifact can be gigabytes): its size, then its
+  bytes at most READ_CHUNK at a time, from any byte on; the bytes are those of the value
+  opened, never mixed with a put made meanwhile (a backend that cannot keep to that value
+  raises StoreUnavailable instead);
 - put_* replaces what was under the key; a failed put leaves the old value;
 - list_children and list_keys are sorted (by code point, which is UTF-8 byte order);
 - list_children lists one level and reads no values, so listing 10,000 jobs is cheap;
@@ -43,11 +47,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import BadInput, TrivialCiError
+from ..spool.files import CHUNK_BYTES
 
 STORE_ENV = "TRIVIALCI_STORE"
 MAX_KEY_BYTES = 1024  # S3's limit, so that a key works on every backend
 MAX_SEGMENT_BYTES = 255  # a file name's limit on common filesystems
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+READ_CHUNK = CHUNK_BYTES  # the most a streamed read holds at a time
 
 
 class StoreMissing(TrivialCiError):
@@ -89,6 +95,10 @@ class ArtifactStore:
 
     def get_bytes(self, key: str) -> bytes:
         """The value under `key`; StoreMissing when there is none."""
+        raise NotImplementedError
+
+    def open_value(self, key: str) -> "StoredValue":
+        """The value under `key`, to stream (use it in a `with` block); StoreMissing when there is none."""
         raise NotImplementedError
 
     def exists(self, key: str) -> bool:
@@ -148,6 +158,29 @@ class ArtifactStore:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+class StoredValue:
+    """One value being read: its `size`, then its bytes by chunks(); close() (or leaving `with`) ends the read."""
+
+    size: int
+
+    def chunks(self, first: int = 0, last: int | None = None):
+        """Bytes first..last (inclusive; None or past the end: to the end), at most READ_CHUNK at a time. Once."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def span(self, first: int, last: int | None) -> tuple[int, int]:
+        """first..last within the value (last < first: nothing to read)."""
+        return first, self.size - 1 if last is None else min(last, self.size - 1)
+
+    def __enter__(self) -> "StoredValue":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def open_store(url) -> ArtifactStore:
@@ -257,5 +290,5 @@ def _unreadable(error: OSError):
 # The backends subclass ArtifactStore, so they are imported once it exists.
 from .directory import DirectoryStore  # noqa: E402
 
-__all__ = ["ArtifactStore", "DirectoryStore", "StoreMissing", "StoreUnavailable", "STORE_ENV", "open_store",
-           "check_key", "check_prefix", "is_key"]
+__all__ = ["ArtifactStore", "DirectoryStore", "StoreMissing", "StoreUnavailable", "StoredValue", "STORE_ENV",
+           "READ_CHUNK", "open_store", "check_key", "check_prefix", "is_key"]

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from ..spool.atomic import fsync_fd
 from ..spool.permissions import dir_mode, file_mode
+from ..spool.files import read_chunks
 from ..errors import BadInput
-from . import STORE_ENV, ArtifactStore, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
+from . import STORE_ENV, ArtifactStore, StoredValue, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
 
 STAGING = ".tmp"
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -61,6 +62,12 @@ class DirectoryStore(ArtifactStore):
         with self._errors(key, "read"), self._directory(parts[:-1]) as parent:
             with open(self._open_regular(key, parent, parts[-1]), "rb") as file:
                 return file.read()
+
+    def open_value(self, key: str) -> StoredValue:
+        parts = check_key(key).split("/")
+        with self._errors(key, "read"), self._directory(parts[:-1]) as parent:
+            fd = self._open_regular(key, parent, parts[-1])
+        return FileValue(fd, lambda error: self._unavailable(key, "read", error))
 
     def exists(self, key: str) -> bool:
         parts = check_key(key).split("/")
@@ -208,6 +215,23 @@ class DirectoryStore(ArtifactStore):
     def _not_regular(self, key: str) -> StoreUnavailable:
         return StoreUnavailable(f"{key} in the artifact store {self.url} is not a regular file (a link, a FIFO, "
                                 "a device): the store reads only regular files and follows no links")
+
+
+class FileValue(StoredValue):
+    """A regular file's descriptor as a value: a put renames a new file over the key, so this one stays whole."""
+
+    def __init__(self, fd: int, unavailable):
+        self.fd, self.unavailable = fd, unavailable  # unavailable(OSError) -> the error to raise
+        self.size = os.fstat(fd).st_size
+
+    def chunks(self, first: int = 0, last: int | None = None):
+        try:
+            yield from read_chunks(self.fd, *self.span(first, last))
+        except OSError as error:
+            raise self.unavailable(error) from None
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def _keys_below(fd: int, prefix: str):

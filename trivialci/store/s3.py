@@ -30,7 +30,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from ..errors import BadInput
-from . import STORE_ENV, ArtifactStore, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
+from . import (READ_CHUNK, STORE_ENV, ArtifactStore, StoredValue, StoreMissing, StoreUnavailable, check_key,
+               check_prefix, is_key)
 
 ENDPOINT_ENV = "TRIVIALCI_S3_ENDPOINT_URL"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -78,6 +79,11 @@ class S3Store(ArtifactStore):
         check_key(key)
         with self._errors(key, "read"):
             return self.client.get_object(Bucket=self.bucket, Key=self.root + key)["Body"].read()
+
+    def open_value(self, key: str) -> StoredValue:
+        check_key(key)
+        with self._errors(key, "read"):
+            return ObjectValue(self, key, self.client.get_object(Bucket=self.bucket, Key=self.root + key))
 
     def exists(self, key: str) -> bool:
         check_key(key)
@@ -158,6 +164,35 @@ class S3Store(ArtifactStore):
         return f"the artifact store {self.url}" + (f" at {self.endpoint}" if self.endpoint else "")
 
 
+class ObjectValue(StoredValue):
+    """One GetObject's streaming body. Reading from a later byte is a ranged GET of the same version
+    (If-Match its ETag): a put meanwhile makes it fail (StoreUnavailable) rather than mix two values."""
+
+    def __init__(self, store: S3Store, key: str, response: dict):
+        self.store, self.key, self.etag = store, key, response.get("ETag")
+        self.size, self.body = response["ContentLength"], response["Body"]
+
+    def chunks(self, first: int = 0, last: int | None = None):
+        first, last = self.span(first, last)
+        with self.store._errors(self.key, "read"):
+            if first > 0 and first <= last:
+                self._from(first, last)
+            while first <= last:
+                data = self.body.read(min(READ_CHUNK, last - first + 1))
+                if not data:
+                    raise StoreUnavailable(f"the S3 server ended {self.key} of {self.store.where()} early")
+                first += len(data)
+                yield data
+
+    def _from(self, first: int, last: int) -> None:
+        self.body.close()
+        self.body = self.store.client.get_object(Bucket=self.store.bucket, Key=self.store.root + self.key,
+                                                 Range=f"bytes={first}-{last}", IfMatch=self.etag)["Body"]
+
+    def close(self) -> None:
+        self.body.close()
+
+
 def translate(store: S3Store, key: str, action: str, error: Exception) -> Exception:
     """The StoreMissing or StoreUnavailable that says what went wrong with `error`, and what to do."""
     cause = error.__cause__ or error.__context__  # upload_file wraps the ClientError it met
@@ -181,6 +216,8 @@ def _client_error(store: S3Store, key: str, action: str, error) -> Exception:
                             f"and the endpoint; the store's bucket is made by a person, e.g. aws s3 mb s3://{store.bucket}")
     if code in _MISSING_KEY and action == "read":
         return StoreMissing.for_key(key, store.url)
+    if code in ("PreconditionFailed", "412") and action == "read":
+        return StoreUnavailable(f"{key} in {store.where()} was replaced while it was being read; read it again")
     if code in _DENIED:
         return StoreUnavailable(f"access denied to {action} {key} in {store.where()} ({code}): check the "
                                 "credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE) and that they may use this bucket")
