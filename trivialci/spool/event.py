@@ -6,12 +6,14 @@ Name:  TYPE.json or TYPE.ANYTHING.json, at most 160 bytes. TYPE is
        TYPE.<YYYYmmddTHHMMSS.ffffffZ>.<host>.<pid>.<random>.json
        Dot-files and names that do not end in .json are not events: a node
        leaves them alone (editors' temp files, partial copies).
-Body:  one JSON object, UTF-8, at most MAX_EVENT_BYTES. What is dropped is what
+Body:  one JSON object, UTF-8, at most MAX_EVENT_BYTES, standard JSON (no NaN or
+       Infinity, and no number too large for a double). What is dropped is what
        the script receives. Keys that start with "_" are read by the node
        ("_timeout": seconds); all others belong to the scripts.
 """
 
 import json
+import math
 import os
 import re
 import socket
@@ -91,7 +93,7 @@ def decode(body: bytes) -> dict:
     except UnicodeDecodeError as error:
         raise BadEvent(f"the body is not UTF-8 text ({error})") from None
     try:
-        payload = json.loads(text, parse_constant=_refuse_constant)
+        payload = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except ValueError as error:
         raise BadEvent(f"the body is not valid JSON: {error}") from None
     except RecursionError:
@@ -108,6 +110,14 @@ def parse_payload_text(text: str) -> dict:
 
 def _refuse_constant(name):
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one too large for a double (1e999) would be Infinity, which is refused too."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range (over about 1.8e308; Infinity is not JSON)")
+    return value
 
 
 def _json_kind(value) -> str:
