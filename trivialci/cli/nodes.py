@@ -13,6 +13,7 @@ from .. import git
 from ..errors import BadInput
 from ..git.gitwatcher import GitWatcher
 from ..hub import pipelinesource
+from ..jobs import check_kind
 from ..spool import mounts
 from ..spool.layout import check_node_name, hub_dir, worker_dir
 from ..spool.node import Node, NodeConfig
@@ -68,7 +69,7 @@ def hub(spool, ui, **options):
 def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, max_artifact_bytes, sandbox_mode,
            build_network, secrets, **options):
     """Run a worker: the same loop on SPOOL/workers/NAME/, with worker.json as its heartbeat."""
-    check_node_name(name)
+    check_node_name(name), check_kind(kind)  # they name its directory, and its builds' .trivialci/KIND
     configure_builds(sandbox_mode, build_network, secrets)
     listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name, **worker_limits.advertised(
         max_log_bytes, max_artifact_bytes)}

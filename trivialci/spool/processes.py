@@ -44,6 +44,11 @@ def anything_left(pgid: int | None, event_id: str, node_dir: str) -> bool:
     return bool(marked_processes(event_id, node_dir))
 
 
+def carries(pid: int, mark: str) -> bool:
+    """Whether the process has NAME=VALUE (`mark`) in its environment."""
+    return mark.encode() in _environment(pid)
+
+
 def start_ticks(pid: int) -> int | None:
     """When a process started (clock ticks since boot): tells a pid from its reuse."""
     try:
