@@ -14,7 +14,7 @@ from trivialci import TrivialCiError
 from trivialci.git import Mirror
 from trivialci.hub import (TRUST_FIELDS, HubState, boot_workers, cancel_running, check_branch_update, dispatch,
                            end_queued, queue_job, refresh_pipeline_if_source)
-from trivialci.jobs import KIND, RUNNING, JobStatus, check_request_id, new_job_id
+from trivialci.jobs import RUNNING, JobStatus, is_kind, new_job_id
 
 SKIPPED_BRANCHES = ["tmp/*"]  # never built
 PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to the end
@@ -57,12 +57,11 @@ def note(state: HubState, payload: dict, job_ids: list[str], text: str) -> None:
 
 
 def tell_request(state: HubState, payload: dict, job_ids: list[str], text: str) -> None:
-    try:
-        request = payload.get("request") and check_request_id(payload["request"])
-    except TrivialCiError:
-        return  # a refused request id names no file
-    if request:
-        state.write_request(request, job_ids, text)
+    if payload.get("request") is not None:
+        try:
+            state.write_request(payload["request"], job_ids, text)
+        except TrivialCiError:
+            pass  # a refused request id names no file: the refusal of the event says why
 
 
 def trust_of(payload: dict) -> dict:
@@ -75,7 +74,7 @@ def declared_kinds(repo: str, sha: str) -> list[str]:
     """Executable files in .trivialci/ at that sha, read from the hub's own mirror."""
     mirror = Mirror(os.environ["TRIVIALCI_WORKDIR"], repo)
     mirror.update()
-    return [name for name in mirror.list_executables(sha, ".trivialci") if KIND.match(name)]
+    return [name for name in mirror.list_executables(sha, ".trivialci") if is_kind(name)]
 
 
 def supersede(state: HubState, repo: str, branch: str, sha: str) -> None:

@@ -9,7 +9,7 @@ Every field of a job that arrives in an event is checked here, one function
 per grammar (`check_job_id`, `check_kind`, `check_status`, `check_attempt`,
 `check_timeout`, `check_params`, `check_time`, `check_reason`,
 `check_request_id`): each returns the value, or raises BadInput saying what
-was wrong. Worker names are checked by spool.layout.check_node_name, git's
+was wrong (`is_job_id` and `is_kind` only answer yes or no). Worker names are checked by spool.layout.check_node_name, git's
 names by git.commands. The bounds are docs/protocol.md's ("Fields of the flow").
 """
 
@@ -85,9 +85,13 @@ def check_job_id(value) -> str:
                    "6 lowercase hex digits (e.g. 20261125T025439Z-8aa937)")
 
 
+def is_kind(text) -> bool:
+    return isinstance(text, str) and bool(KIND.match(text))
+
+
 def check_kind(value) -> str:
     """A worker kind: the name of a file in .trivialci/, and part of a directory and a worker name."""
-    if isinstance(value, str) and KIND.match(value):
+    if is_kind(value):
         return value
     raise BadInput(f"bad kind {_shown(value)}: a kind is 1-48 ASCII letters, digits, '_' or '-', starting with a "
                    "letter or digit (the name of an executable file in .trivialci/)")

@@ -29,7 +29,7 @@ from pathlib import Path
 from . import checkpoint
 from ..spool.atomic import remove_if_present, write_atomically
 from ..errors import BadInput
-from ..jobs import FINAL, RUNNING, JobStatus, is_job_id, iso_now, seconds_between
+from ..jobs import FINAL, RUNNING, JobStatus, check_request_id, is_job_id, iso_now, seconds_between
 from ..spool.layout import NODE_NAME, check_node_name, hub_dir
 from .fields import check_new_job, check_work_status, check_work_required
 
@@ -89,6 +89,8 @@ class HubState:
         return _read_json(self.root / "requests" / f"{request_id}.json")
 
     def write_request(self, request_id: str, job_ids: list[str], note: str) -> None:
+        """BadInput for what is not a request id (it names the file)."""
+        check_request_id(request_id)
         self._write(self.root / "requests" / f"{request_id}.json", {"request": request_id, "jobs": job_ids,
                                                                     "note": note})
 
