@@ -13,8 +13,8 @@ import socket
 import subprocess
 
 import pytest
-from conftest import pid_alive, run_cli, wait_for
-from test_flow import BUILD_OK, origin, slow_build, store_jobs  # noqa: F401 (origin is a fixture)
+from conftest import _processes_mentioning, gated_build, pid_alive, run_cli, wait_for
+from test_flow import BUILD_OK, origin, store_jobs  # noqa: F401 (origin is a fixture)
 from test_hostile_events import JOB, assert_refused, outcome_of, package, statuses_of, to_worker, worker  # noqa: F401
 
 from trivialci.spool.processes import start_ticks
@@ -46,19 +46,20 @@ def test_cancel_work_never_signals_a_process_group_that_a_pid_file_names(worker,
     assert foreign.poll() is None, "a process group that a .pid file named was signalled"
 
 
-def test_cancel_work_stops_the_build_this_worker_started(worker, origin, tmp_path):
-    gate = tmp_path / "gate"
-    sha = origin.commit("main", {"build": slow_build(gate)})
+def test_cancel_work_stops_the_build_this_worker_started(worker, origin):
+    sha = origin.commit("main", {"build": gated_build(after="echo released\n")})
     to_worker(worker, "start_work", package(origin, sha))
-    build_pid = int(wait_for(lambda: (tmp_path / "gate.started").exists() and (tmp_path / "gate.started").read_text()
-                             .strip(), timeout=60, message="the build to start"))
+    pid_record = worker["workdir"] / "jobs" / f"{JOB}.pid"
+    wait_for(pid_record.exists, timeout=60, message="the build to start")
 
     delivered = to_worker(worker, "cancel_work", {"job": JOB, "attempt": 1, "status": "SUPERSEDED",
                                                   "reason": "a newer push of main"})
 
     assert "stopping its build" in outcome_of(worker["root"], delivered)[1]
     wait_for(lambda: "SUPERSEDED" in statuses_of(worker["spool"], JOB), timeout=30, message="the SUPERSEDED report")
-    assert not pid_alive(build_pid) and not gate.exists()
+    script = str(worker["workdir"] / "jobs" / JOB / ".trivialci" / "build")
+    assert not _processes_mentioning(script), "the build (its shell, its sandbox) is gone once it is reported"
+    assert "released" not in (worker["workdir"] / "logs" / f"{JOB}.log").read_text()
 
 
 def up_args(origin, tmp_path):
