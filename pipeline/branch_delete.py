@@ -11,7 +11,7 @@ from trivialci.jobs import RUNNING, JobStatus
 
 
 def main(payload: dict) -> None:
-    repo, branch = check_repo(payload["repo"]), check_branch(payload["branch"])
+    repo, branch = check_repo(payload.get("repo")), check_branch(payload.get("branch"))
     state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
     for job_id in state.branch_jobs(repo, branch):
         job = state.job(job_id)

@@ -282,16 +282,16 @@ def test_a_worker_cut_off_past_its_deadline_is_lost_and_its_job_runs_again(hosts
 
 def test_an_attempt_given_up_meanwhile_does_not_overwrite_a_later_attempts_record(tmp_path):
     """An attempt cut off past its deadline still uploads when it ends (it cannot ask the hub): not over a later one."""
-    store = open_store(tmp_path / "store")
-    store.put_bytes("jobs/J1/job.json", json.dumps({"job": "J1", "attempt": 2, "status": "PASSED"}).encode())
-    store.put_bytes("jobs/J1/log.txt", b"attempt 2's log\n")
-    package = {"job": "J1", "repo": "r", "branch": "main", "sha": "0" * 40, "kind": "build", "attempt": 1}
+    store, job = open_store(tmp_path / "store"), "20261125T000000Z-0000a1"
+    store.put_bytes(f"jobs/{job}/job.json", json.dumps({"job": job, "attempt": 2, "status": "PASSED"}).encode())
+    store.put_bytes(f"jobs/{job}/log.txt", b"attempt 2's log\n")
+    package = {"job": job, "repo": "r", "branch": "main", "sha": "0" * 40, "kind": "build", "attempt": 1}
     run = JobRun(package, worker="w1", workdir=tmp_path / "disk", spool=tmp_path / "spool", store_url=str(store.url))
     run.log_path.parent.mkdir(parents=True)
     run.log_path.write_text("attempt 1's log\n")
     run.record = run._make_record(iso_now(), 0, JobStatus.PASSED, "exit status 0")
 
     run._upload()
-    assert json.loads(store.get_bytes("jobs/J1/job.json"))["attempt"] == 2
-    assert store.get_bytes("jobs/J1/log.txt") == b"attempt 2's log\n"
+    assert json.loads(store.get_bytes(f"jobs/{job}/job.json"))["attempt"] == 2
+    assert store.get_bytes(f"jobs/{job}/log.txt") == b"attempt 2's log\n"
     assert "not uploaded: attempt 2 of this job is in the store already" in run.record["reason"]

@@ -13,6 +13,7 @@ from .. import git
 from ..errors import BadInput
 from ..git.gitwatcher import GitWatcher
 from ..hub import pipelinesource
+from ..jobs import check_kind
 from ..spool import mounts
 from ..spool.layout import check_node_name, hub_dir, worker_dir
 from ..spool.node import Node, NodeConfig
@@ -78,7 +79,7 @@ def hub(spool, ui, allow_hosts, **options):
 def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, max_artifact_bytes, sandbox_mode,
            build_network, secrets, allow_hosts, **options):
     """Run a worker: the same loop on SPOOL/workers/NAME/, with worker.json as its heartbeat."""
-    check_node_name(name)
+    check_node_name(name), check_kind(kind)  # they name its directory, and its builds' .trivialci/KIND
     allowed = allowed_names(allow_hosts)
     configure_builds(sandbox_mode, build_network, secrets)
     listen, advertise = parse_listen(log_listen), {"kind": kind, "worker": name, **worker_limits.advertised(

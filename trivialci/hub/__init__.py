@@ -10,6 +10,7 @@ trivialci.errors; never the worker, the web or the CLI.
 """
 
 from .boot import boot as boot_worker
+from .fields import check_branch_update, check_work_done, check_work_required, check_work_status
 from .pipelinesource import refresh_if_source as refresh_pipeline_if_source
 from .retention import RetentionPolicy, prune, prune_due
 from .scheduling import (LOST_AFTER, TRUST_FIELDS, boot_workers, cancel_running, dispatch, end_queued, queue_job,
@@ -17,5 +18,6 @@ from .scheduling import (LOST_AFTER, TRUST_FIELDS, boot_workers, cancel_running,
 from .state import HubState
 
 __all__ = ["HubState", "LOST_AFTER", "RetentionPolicy", "TRUST_FIELDS", "boot_worker", "boot_workers",
-           "cancel_running", "dispatch", "end_queued", "prune", "prune_due", "queue_job", "refresh_pipeline_if_source",
-           "requeue_lost", "worker_ready"]
+           "cancel_running", "check_branch_update", "check_work_done", "check_work_required", "check_work_status",
+           "dispatch", "end_queued", "prune", "prune_due", "queue_job", "refresh_pipeline_if_source", "requeue_lost",
+           "worker_ready"]

@@ -18,17 +18,18 @@ import json
 import os
 import time
 
+from ..errors import BadInput
 from ..spool.delivery import emit
 from ..spool.heartbeat import read_heartbeat
-from .state import HubState, check_name, heartbeat_age
+from .state import HubState, heartbeat_age
+from .fields import check_log_url, check_work_required, check_worker_process
 from ..spool.layout import worker_dir
-from ..jobs import RUNNING, JobStatus, iso_now
+from ..jobs import BUILD_TIMEOUT, MAX_ATTEMPT, RUNNING, JobStatus, check_params, check_timeout, iso_now
 from ..store import open_store
 
 LOST_AFTER = float(os.environ.get("TRIVIALCI_LOST_AFTER", 30.0))  # the hub's environment may shorten it
 
 BOOT_PATIENCE = 2 * LOST_AFTER  # a booted worker has this long to show its heartbeat
-BUILD_TIMEOUT = 3600.0
 RECORD_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
                  "queue_wait", "run_time", "exit_code", "reason")
 # A job's trust, as its event gave it ("trusted": false for a fork's pull request; "approval": {"by", "secrets"}):
@@ -65,13 +66,33 @@ def dispatch(state: HubState) -> list[tuple[str, str]]:
         if not alive(state.node_dir.spool, worker["name"]):
             state.set_worker(worker["name"], worker["kind"], "lost", None)
             continue
-        handed.append((worker["name"], _hand_over(state, worker, state.queued(worker["kind"])[0])))
+        job = _next_job(state, worker["kind"])
+        if job:
+            handed.append((worker["name"], _hand_over(state, worker, job)))
     return handed
 
 
-def _hand_over(state: HubState, worker: dict, job_id: str) -> str:
-    job = state.job(job_id)
-    timeout = float(job.get("params", {}).get("timeout", BUILD_TIMEOUT))
+def _next_job(state: HubState, kind: str) -> tuple[dict, float] | None:
+    """The oldest queued job of `kind` that can be handed over, with its build timeout.
+
+    A queue entry without a queued job behind it (its file removed by hand) is
+    passed over; a job whose timeout cannot be used (state/ edited by hand) ends
+    FAILED with the reason: neither holds up the jobs behind it.
+    """
+    for job_id in state.queued(kind):
+        job = state.job(job_id)
+        if not job or job.get("status") != JobStatus.QUEUED:
+            continue
+        try:
+            return job, check_timeout(check_params(job.get("params")).get("timeout", BUILD_TIMEOUT))
+        except BadInput as refusal:
+            end_queued(state, job, JobStatus.FAILED, f"not dispatched: {refusal}")
+    return None
+
+
+def _hand_over(state: HubState, worker: dict, queued: tuple[dict, float]) -> str:
+    job, timeout = queued
+    job_id = job["job"]
     package = {key: job.get(key) for key in ("job", "repo", "branch", "sha", "kind", "attempt", "params", "queued")}
     package.update({key: job[key] for key in TRUST_FIELDS if key in job})  # absent: trusted (a push)
     record_status(state, {"job": job_id, "status": JobStatus.STARTING, "worker": worker["name"],
@@ -138,7 +159,8 @@ def worker_ready(state: HubState, payload: dict) -> bool:
     other request is an echo of the past, unless the worker's process changed
     since the hand-over (it restarted): then that job is lost and queued again.
     """
-    name = check_name(payload.get("worker"), "worker name")
+    payload = check_work_required(payload)
+    name = payload["worker"]
     current = state.worker(name)
     job = state.job(current["job"]) if current and current["state"] == "busy" and current.get("job") else None
     if job and JobStatus(job["status"]) in RUNNING and job.get("worker") == name:
@@ -157,18 +179,31 @@ def _heartbeat(state: HubState, worker: str) -> dict:
 
 
 def _process_of(state: HubState, worker: str) -> str | None:
-    """"pid@host" of the process that runs a worker now, from its heartbeat."""
+    """"pid@host" of the process that runs a worker now, from its heartbeat (None: none, or not that shape)."""
     beat = _heartbeat(state, worker)
-    return f"{beat['pid']}@{beat['host']}" if "pid" in beat and "host" in beat else None
+    return _passes(check_worker_process, f"{beat['pid']}@{beat['host']}") if "pid" in beat and "host" in beat \
+        else None
 
 
 def _log_url_of(state: HubState, worker: str, job_id: str) -> str | None:
     """Where the worker serves the job's live log, from the log_url in its heartbeat (None: it serves none)."""
     base = _heartbeat(state, worker).get("log_url")
-    return f"{base.rstrip('/')}/logs/{job_id}" if isinstance(base, str) and base else None
+    return _passes(check_log_url, f"{base.rstrip('/')}/logs/{job_id}") if isinstance(base, str) and base else None
+
+
+def _passes(check, value):
+    """`value` if it passes `check`, else None: a heartbeat is anyone's file, and it must not stop a hand-over."""
+    try:
+        return check(value)
+    except BadInput:
+        return None
 
 
 def _lose(state: HubState, job: dict, reason: str) -> None:
+    """LOST, then QUEUED as the next attempt; the last attempt (MAX_ATTEMPT) ends FAILED instead."""
+    if job["attempt"] >= MAX_ATTEMPT:
+        end_queued(state, job, JobStatus.FAILED, f"{reason}; it was tried {MAX_ATTEMPT} times")
+        return
     record_status(state, {"job": job["job"], "status": JobStatus.LOST, "attempt": job["attempt"], "reason": reason})
     record_status(state, {"job": job["job"], "status": JobStatus.QUEUED, "attempt": job["attempt"] + 1,
                           **{field: None for field in ATTEMPT_FIELDS}})

@@ -29,8 +29,9 @@ from pathlib import Path
 from . import checkpoint
 from ..spool.atomic import remove_if_present, write_atomically
 from ..errors import BadInput
-from ..jobs import FINAL, RUNNING, JobStatus, iso_now, seconds_between
-from ..spool.layout import hub_dir
+from ..jobs import FINAL, RUNNING, JobStatus, check_request_id, is_job_id, iso_now, seconds_between
+from ..spool.layout import NODE_NAME, check_node_name, hub_dir
+from .fields import check_new_job, check_work_status, check_work_required
 
 REPLAYED = ("work_status", "work_required")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")  # event values that become file names
@@ -53,6 +54,9 @@ class HubState:
     # --- reading ----------------------------------------------------------
 
     def job(self, job_id: str) -> dict | None:
+        """The job's view, or None (also for anything that is not a job id: it names no file here)."""
+        if not (isinstance(job_id, str) and is_job_id(job_id)):
+            return None
         return _read_json(self.root / "jobs" / f"{job_id}.json")
 
     def queued(self, kind: str) -> list[str]:
@@ -64,6 +68,8 @@ class HubState:
         return sorted(_list(self.root / "queue"))
 
     def worker(self, name: str) -> dict | None:
+        if not (isinstance(name, str) and NODE_NAME.match(name)):
+            return None
         return _read_json(self.root / "workers" / f"{name}.json")
 
     def workers(self) -> list[dict]:
@@ -83,6 +89,8 @@ class HubState:
         return _read_json(self.root / "requests" / f"{request_id}.json")
 
     def write_request(self, request_id: str, job_ids: list[str], note: str) -> None:
+        """BadInput for what is not a request id (it names the file)."""
+        check_request_id(request_id)
         self._write(self.root / "requests" / f"{request_id}.json", {"request": request_id, "jobs": job_ids,
                                                                     "note": note})
 
@@ -92,21 +100,23 @@ class HubState:
     # --- the fold ---------------------------------------------------------
 
     def apply(self, event_type: str, payload: dict) -> None:
-        """Fold one work_status or work_required event into the files (idempotent)."""
+        """Fold one work_status or work_required event into the files (idempotent); BadInput refuses it whole."""
         if event_type == "work_status":
             self.apply_status(payload)
         elif event_type == "work_required":
-            self.set_worker(payload["worker"], payload.get("kind", ""), "idle", None)
+            payload = check_work_required(payload)
+            self.set_worker(payload["worker"], payload["kind"], "idle", None)
 
     def apply_status(self, update: dict) -> dict:
-        """Merge a status change into its job, unless it is older than what is known."""
-        current = self.job(check_name(update.get("job"), "job id")) or {}
+        """Merge a status change into its job, unless it is older than what is known.
+
+        Every field is checked first (fields.py); nothing is written for an update that fails.
+        """
+        update = check_work_status(update)
+        current = self.job(update["job"]) or {}
         if not _is_news(current, update):
             return current
-        job = _merged(current, update)
-        check_name(job.get("kind"), "kind")
-        if job.get("worker") is not None:
-            check_name(job["worker"], "worker name")
+        job = check_new_job(_merged(current, update))
         self._file_queue_entry(job)
         self._file_branch_entry(job)
         if JobStatus(job["status"]) in RUNNING and job.get("worker"):
@@ -115,7 +125,7 @@ class HubState:
         return job
 
     def set_worker(self, name: str, kind: str, state: str, job: str | None) -> None:
-        check_name(name, "worker name")
+        check_node_name(name)
         record = {"name": name, "kind": kind, "state": state, "job": job, "since": iso_now()}
         self._write(self.root / "workers" / f"{name}.json", record)
 
@@ -177,7 +187,11 @@ class HubState:
 
 
 def check_name(value, what: str) -> str:
-    """A job id, kind or worker name from an event, checked before it names a file under state/."""
+    """A name from an event, checked before it names a file under state/.
+
+    The hub's own fields have their own checks now (jobs.check_job_id, check_kind,
+    spool.layout.check_node_name, through fields.py); this stays for scripts that call it.
+    """
     if not isinstance(value, str) or not SAFE_NAME.match(value):
         raise BadInput(f"bad {what} {value!r}: 1-63 letters, digits, '_' or '-', starting with a letter or digit")
     return value

@@ -6,7 +6,8 @@ Name:  TYPE.json or TYPE.ANYTHING.json, at most 160 bytes. TYPE is
        TYPE.<YYYYmmddTHHMMSS.ffffffZ>.<host>.<pid>.<random>.json
        Dot-files and names that do not end in .json are not events: a node
        leaves them alone (editors' temp files, partial copies).
-Body:  one JSON object, UTF-8, at most MAX_EVENT_BYTES. What is dropped is what
+Body:  one JSON object, UTF-8, at most MAX_EVENT_BYTES, standard JSON (no NaN or
+       Infinity, and no number too large for a double). What is dropped is what
        the script receives. Keys that start with "_" are read by the node
        ("_timeout": seconds); all others belong to the scripts.
 """

@@ -3,7 +3,7 @@
 On the worker's own disk (WORKDIR, never the spool):
     WORKDIR/mirrors/                 the git mirrors (see trivialci/git/mirror.py)
     WORKDIR/jobs/JOB/                the job's worktree, removed when it ends
-    WORKDIR/jobs/JOB.pid             the build's process group, while it runs
+    WORKDIR/jobs/JOB.pid             {pid, start_ticks} of the build's group leader, while it runs
     WORKDIR/jobs/JOB.cancel          {status, reason}: a request to stop it
     WORKDIR/artifacts/JOB/           $TRIVIALCI_ARTIFACTS: uploaded as files/, then removed
     WORKDIR/logs/JOB.log             the build's output, live, each line with its UTC time; uploaded as log.txt
@@ -17,11 +17,17 @@ _KIND, _REPO, _ATTEMPT, _ARTIFACTS, _PYTHON (the interpreter that runs
 TrivialCi) and each parameter as TRIVIALCI_PARAM_NAME. Its record goes to the store as
 jobs/JOB/job.json after log.txt and files/, so a job.json never points at
 files that are not there yet.
+
+The package is checked field by field first (package.py), and every path
+above is made with spool.layout.under: nothing in an event can name a path
+outside WORKDIR. Only the start_work script that started a build ever signals
+it, through its own unreaped child (so the group cannot be another's): on its
+timeout, or when it sees JOB.cancel, which cancel_work writes. No pid is ever
+read from a file to be signalled.
 """
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,30 +36,34 @@ import time
 from pathlib import Path
 
 from ..spool import processes
-from ..spool.atomic import remove_if_present
+from ..spool.atomic import remove_if_present, write_atomically
+from ..spool.layout import check_node_name, under
 from . import limits
 from .buildlog import LogCopier, ended_marker
 from .sandbox import Sandbox
 from .secrets import SECRETS_ENV, SecretMask, gets_secrets, secrets_for
+from .package import check_start_work, check_stop
 from ..spool.delivery import emit
-from ..errors import TrivialCiError
+from ..errors import BadInput, TrivialCiError
 from ..hub.state import HubState
-from ..jobs import RUNNING, JobStatus, iso_now, seconds_between
+from ..jobs import MAX_REASON_CHARS, PARAM_NAME, RUNNING, JobStatus, check_job_id, iso_now, seconds_between
 from ..git.mirror import Mirror
 from ..store import StoreMissing, open_store
 
 GRACE = 5.0
-PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+CANCEL_POLL = 0.1  # seconds between two looks for JOB.cancel while the build runs
 
 
 class JobRun:
-    def __init__(self, package: dict, worker: str, workdir: Path, spool, store_url: str | None):
-        self.package, self.worker, self.workdir, self.spool = package, worker, Path(workdir), spool
-        self.store_url = store_url
-        self.id = package["job"]
-        self.worktree = self.workdir / "jobs" / self.id
-        self.artifacts = self.workdir / "artifacts" / self.id
-        self.log_path = self.workdir / "logs" / f"{self.id}.log"
+    def __init__(self, package: dict, worker: str, workdir: Path, spool, store_url: str | None,
+                 kind: str | None = None):
+        """BadInput when the package breaks a field's grammar, or is for another `kind` than this worker's."""
+        self.package, self.worker = check_start_work(package, kind), check_node_name(worker)
+        self.workdir, self.spool, self.store_url = Path(workdir), spool, store_url
+        self.id = self.package["job"]
+        self.worktree = under(self.workdir, "jobs", self.id)
+        self.artifacts = under(self.workdir, "artifacts", self.id)
+        self.log_path = under(self.workdir, "logs", f"{self.id}.log")
         self.record: dict = {}
 
     def is_stale(self) -> bool:
@@ -108,9 +118,9 @@ class JobRun:
         self.artifacts.mkdir(parents=True)
 
     def _build(self) -> tuple[int | None, JobStatus, str]:
-        script = self.worktree / ".trivialci" / self.package["kind"]
-        if not script.is_file() or not os.access(script, os.X_OK):
-            return None, JobStatus.FAILED, f".trivialci/{self.package['kind']} is missing or not executable"
+        script, problem = self._entry_point()
+        if problem:
+            return None, JobStatus.FAILED, problem
         try:
             command, env, mask = self._sandboxed(script)
         except TrivialCiError as error:  # no working sandbox, a bad secrets file: the build cannot run as it must
@@ -128,8 +138,7 @@ class JobRun:
         finally:
             os.close(write_end)  # only the build holds it now: EOF comes when the build's group closes it
         copier = LogCopier(read_end, self.log_path, limits.from_environment()[0], mask).start()
-        self._pid_file().write_text(str(build.pid))
-        exit_code, timed_out = _wait(build, float(self.package.get("timeout", 3600)))
+        exit_code, timed_out = self._wait(build)
         if not copier.join(GRACE):  # a process the build left behind holds its output open: do not wait for it
             self._note("trivialci: the build ended, but a process it started still holds its output open")
         status, reason = self._judge(exit_code, timed_out)
@@ -158,6 +167,44 @@ class JobRun:
             return {}
         return secrets_for(directory, self.package["kind"], self.package["repo"])
 
+    def _entry_point(self) -> tuple[Path, str | None]:
+        """.trivialci/KIND in the worktree, and why it cannot be run (None: it can).
+
+        KIND passed its grammar (one file name); the file it leads to must be in
+        the checkout too: a committed symbolic link to /usr/bin/... is not an entry point.
+        """
+        kind = self.package["kind"]
+        script = under(self.worktree, ".trivialci", kind)
+        if not os.path.realpath(script).startswith(os.path.realpath(self.worktree) + os.sep):
+            return script, f".trivialci/{kind} leads outside the checkout (a symbolic link?): it is not run"
+        if not script.is_file() or not os.access(script, os.X_OK):
+            return script, f".trivialci/{kind} is missing or not executable"
+        return script, None
+
+    def _wait(self, build: subprocess.Popen) -> tuple[int, bool]:
+        """Wait for the build, within its timeout, looking for a cancel request; (exit code, whether it timed out).
+
+        Only here is the build's group signalled: `build` is this process's own
+        child, not yet reaped, so its pid (its group's id) cannot be another's.
+        """
+        self._write_pid_record(build.pid)
+        deadline = time.monotonic() + self.package["timeout"]
+        while time.monotonic() < deadline:
+            try:
+                return build.wait(CANCEL_POLL), False
+            except subprocess.TimeoutExpired:
+                if self._cancel_request():
+                    return _stop_group(build), False
+        return _stop_group(build), True
+
+    def _write_pid_record(self, pid: int) -> None:
+        """{pid, start_ticks}: lets cancel_work tell that this very build runs (it never signals it)."""
+        record = {"pid": pid, "start_ticks": processes.start_ticks(pid)}
+        try:
+            write_atomically(self._pid_file(), json.dumps(record).encode(), self._pid_file().parent, sync_dir=False)
+        except OSError as error:  # the build runs and is stopped all the same; cancel_work only cannot say so
+            self._note(f"trivialci: could not write {self._pid_file()}: {error}")
+
     def _end_log(self) -> None:
         """Mark the log complete, for the log server (X-Log-Complete) and its followers."""
         try:
@@ -168,13 +215,21 @@ class JobRun:
 
     def _stop_request(self) -> tuple[None, JobStatus, str] | None:
         """A cancel that came while the job was still being checked out: do not build at all."""
+        request = self._cancel_request()
+        return (None, *request) if request else None
+
+    def _cancel_request(self) -> tuple[JobStatus, str] | None:
+        """(status, reason) of WORKDIR/jobs/JOB.cancel if cancel_work wrote one; anything else there is no request."""
         request = _read_json(self._cancel_file())
-        return (None, JobStatus(request["status"]), request["reason"]) if request else None
+        try:
+            return check_stop(request.get("status"), request.get("reason")) if isinstance(request, dict) else None
+        except BadInput:
+            return None
 
     def _judge(self, exit_code: int, timed_out: bool) -> tuple[JobStatus, str]:
-        request = _read_json(self._cancel_file())
+        request = self._cancel_request()
         if request:
-            return JobStatus(request["status"]), request["reason"]
+            return request
         if timed_out:
             return JobStatus.FAILED, f"timed out after {self.package.get('timeout'):g} s"
         if exit_code == 0:
@@ -246,6 +301,8 @@ class JobRun:
 
     def _report(self, status: JobStatus, **fields) -> None:
         update = {"job": self.id, "status": status.value, "attempt": self.package["attempt"], "worker": self.worker}
+        if fields.get("reason"):  # the hub refuses a longer one, and then would never hear that the job ended
+            fields["reason"] = fields["reason"][:MAX_REASON_CHARS]
         emit("work_status", {**update, **fields}, to="hub", spool=self.spool)
 
     def _note(self, line: str) -> None:
@@ -266,39 +323,50 @@ class JobRun:
             remove_if_present(leftover)
 
     def _pid_file(self) -> Path:
-        return self.workdir / "jobs" / f"{self.id}.pid"
+        return _job_file(self.workdir, self.id, "pid")
 
     def _cancel_file(self) -> Path:
-        return self.workdir / "jobs" / f"{self.id}.cancel"
+        return _job_file(self.workdir, self.id, "cancel")
 
 
 def stop(workdir: Path, job: str, status: str, reason: str) -> bool:
-    """Ask a job to stop: note why (a job still checking out reads it before building),
-    then TERM its build's group (KILL after GRACE); whether a build was running."""
-    pid_file = Path(workdir) / "jobs" / f"{job}.pid"
-    (Path(workdir) / "jobs").mkdir(parents=True, exist_ok=True)
-    (Path(workdir) / "jobs" / f"{job}.cancel").write_text(json.dumps({"status": status, "reason": reason}))
-    if not pid_file.exists():
+    """Ask a job to stop; whether its build is running now (it then stops within CANCEL_POLL s, KILL after GRACE).
+
+    Writes WORKDIR/jobs/JOB.cancel {status, reason}: the start_work that runs
+    the job reads it before building, and while its build runs, and stops the
+    build itself. Nothing is signalled from here. BadInput for a bad job id,
+    a status other than CANCELLED or SUPERSEDED, or a bad reason.
+    """
+    job = check_job_id(job)
+    stop_status, reason = check_stop(status, reason)
+    cancel_file = _job_file(workdir, job, "cancel")
+    cancel_file.parent.mkdir(parents=True, exist_ok=True)
+    request = json.dumps({"status": stop_status.value, "reason": reason}).encode()
+    write_atomically(cancel_file, request, cancel_file.parent, sync_dir=False)
+    return _build_running(_job_file(workdir, job, "pid"), job)
+
+
+def _job_file(workdir, job: str, suffix: str) -> Path:
+    return under(workdir, "jobs", f"{job}.{suffix}")
+
+
+def _build_running(pid_file: Path, job: str) -> bool:
+    """Whether the pid record names a live process that started when the record says, and carries the job's mark."""
+    record = _read_json(pid_file)
+    if not isinstance(record, dict) or type(record.get("pid")) is not int or record["pid"] <= 0:
         return False
-    pgid = int(pid_file.read_text())
-    _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE
-    while processes.group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)  # a foreign process group: there is no descriptor to wait on
-    _signal_group(pgid, signal.SIGKILL)
-    return True
+    pid = record["pid"]
+    return processes.start_ticks(pid) == record.get("start_ticks") and processes.carries(pid, f"TRIVIALCI_JOB={job}")
 
 
-def _wait(build: subprocess.Popen, timeout: float) -> tuple[int, bool]:
+def _stop_group(build: subprocess.Popen) -> int:
+    """TERM the build's group, KILL it after GRACE; its exit code. `build` is unreaped until it returns."""
+    _signal_group(build.pid, signal.SIGTERM)
     try:
-        return build.wait(timeout), False
+        return build.wait(GRACE)
     except subprocess.TimeoutExpired:
-        _signal_group(build.pid, signal.SIGTERM)
-        try:
-            return build.wait(GRACE), True
-        except subprocess.TimeoutExpired:
-            _signal_group(build.pid, signal.SIGKILL)
-            return build.wait(), True
+        _signal_group(build.pid, signal.SIGKILL)
+        return build.wait()
 
 
 def _signal_group(pgid: int, sig: int) -> None:
