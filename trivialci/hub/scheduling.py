@@ -16,7 +16,6 @@ that state/ is rebuilt from.
 
 import json
 import os
-import time
 
 from ..spool.delivery import emit
 from ..spool.heartbeat import read_heartbeat
@@ -90,11 +89,10 @@ def boot_workers(state: HubState) -> list[str]:
     """Ask for a worker for each kind that needs one (the boot_worker script starts it)."""
     booted = []
     for kind in kinds_without_workers(state):
-        marker = state.root / "boots" / f"{kind}.json"
-        if marker.exists() and time.time() - marker.stat().st_mtime < BOOT_PATIENCE:
+        asked = state.boot_asked(kind)
+        if asked is not None and asked < BOOT_PATIENCE:
             continue
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"kind": kind, "asked": iso_now()}))
+        state.note_boot_asked(kind)
         emit("boot_worker", {"kind": kind, "name": f"{kind}-1"}, to="hub", spool=state.node_dir.spool)
         booted.append(kind)
     return booted
@@ -149,7 +147,7 @@ def worker_ready(state: HubState, payload: dict) -> bool:
 
 def _heartbeat(state: HubState, worker: str) -> dict:
     """The worker's worker.json, or {} when it has none (stopped, or never started)."""
-    return read_heartbeat(worker_dir(state.node_dir.spool, worker).heartbeat) or {}
+    return read_heartbeat(worker_dir(state.node_dir.spool, worker)) or {}
 
 
 def _process_of(state: HubState, worker: str) -> str | None:
