@@ -23,7 +23,7 @@ def format_jobs(summary: dict) -> str:
         lines += [f"  {j['job']}  {kind:<12} {_short(j)}  attempt {j.get('attempt', 1)}" for j in jobs]
     lines += ["running:"] + [f"  {j['job']}  {j['kind']:<12} {_short(j)}  {j['status']:<9} on {j.get('worker')}"
                              for j in summary["running"]]
-    lines += ["recent:"] + [f"  {j['job']}  {j['kind']:<12} {_short(j)}  {j['status']:<10} {_seconds(j)}"
+    lines += ["recent:"] + [f"  {j['job']}  {j['kind']:<12} {_short(j)}  {j['status']:<10} {_seconds(j)}{_why(j)}"
                             for j in summary["recent"]]
     lines += ["workers:"] + [f"  {w['name']:<16} {w['kind']:<12} {w['state']:<5} {w.get('job') or ''}"
                              for w in summary["workers"]]
@@ -32,6 +32,13 @@ def format_jobs(summary: dict) -> str:
 
 def _short(job: dict) -> str:
     return f"{job['branch'][:30]:<30} {job['sha'][:12]}"
+
+
+def _why(job: dict) -> str:
+    """The reason of a job the store refused: what was not kept, and why (its verdict comes first)."""
+    if job.get("status") != JobStatus.UNSTORED:
+        return ""
+    return f"  ({job.get('verdict')}, not stored) {job.get('reason') or ''}"
 
 
 def _seconds(job: dict) -> str:

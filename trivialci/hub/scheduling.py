@@ -21,6 +21,7 @@ from ..spool.delivery import emit
 from ..spool.heartbeat import read_heartbeat
 from .state import HubState, check_name, heartbeat_age
 from ..spool.layout import worker_dir
+from ..errors import TrivialCiError
 from ..jobs import RUNNING, JobStatus, iso_now
 from ..store import open_store
 
@@ -113,14 +114,27 @@ def requeue_lost(state: HubState) -> list[str]:
 
 
 def end_queued(state: HubState, job: dict, status: JobStatus, reason: str) -> dict:
-    """End a job that no worker has (superseded, cancelled); its record goes to the store too."""
-    ended = record_status(state, {"job": job["job"], "status": status, "attempt": job["attempt"],
-                                  "reason": reason, "ended": iso_now()})
+    """End a job that no worker has (superseded, cancelled); its record goes to the store first, and a
+    record the store refuses makes the job UNSTORED (its "verdict" is `status`), with the reason."""
+    update = {"job": job["job"], "status": JobStatus(status).value, "attempt": job["attempt"], "reason": reason,
+              "ended": iso_now()}
+    problem = _store_record({**job, **update})
+    if problem:
+        update = {**update, "status": JobStatus.UNSTORED, "verdict": update["status"], "reason": f"{reason}; {problem}"}
+    return record_status(state, update)
+
+
+def _store_record(job: dict) -> str | None:
+    """Write the job's record to $TRIVIALCI_STORE (if set); what went wrong, or None."""
     store_url = os.environ.get("TRIVIALCI_STORE")
-    if store_url:
-        record = {key: ended.get(key) for key in RECORD_FIELDS}
+    if not store_url:
+        return None
+    record = {key: job.get(key) for key in RECORD_FIELDS}
+    try:
         open_store(store_url).put_bytes(f"jobs/{job['job']}/job.json", (json.dumps(record, indent=2) + "\n").encode())
-    return ended
+    except (TrivialCiError, OSError) as error:
+        return f"its record could not be written to {store_url}: {error}"
+    return None
 
 
 def worker_ready(state: HubState, payload: dict) -> bool:
