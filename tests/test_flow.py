@@ -312,8 +312,8 @@ def test_an_artifact_the_store_refuses_still_leaves_a_record(ci, origin):
     origin.commit("main", {"build": build})
     push_event(ci["spool"], origin, "main", git("rev-parse", "HEAD", cwd=origin.work))
     [(job_id, job)] = wait_for(lambda: store_jobs(ci["store"]), timeout=60, message="the record").items()
-    assert job["status"] == "PASSED" and "were not uploaded" in job["reason"]
-    wait_for(lambda: "PASSED" in job_statuses(ci["spool"], job_id), message="the hub to hear of it")
+    assert job["status"] == "UNSTORED" and job["verdict"] == "PASSED" and "were not stored" in job["reason"]
+    wait_for(lambda: "UNSTORED" in job_statuses(ci["spool"], job_id), message="the hub to hear of it")
 
 
 def test_only_executable_files_in_trivialci_are_kinds_and_a_script_without_shebang_fails(ci, origin):

@@ -31,7 +31,7 @@ def private_dir(path: Path, files: dict[str, str]) -> Path:
 def copy_through_pipe(writes: list[bytes], log: Path, secrets=(SECRET,), before_each=None) -> bytes:
     """Send `writes` down a pipe to a LogCopier masking `secrets`; the log's text without its time stamps."""
     read_end, write_end = os.pipe()
-    copier = LogCopier(read_end, log, SecretMask(secrets)).start()
+    copier = LogCopier(read_end, log, mask=SecretMask(secrets)).start()
     for number, data in enumerate(writes):
         if before_each:
             before_each(number)

@@ -42,13 +42,14 @@ class JobStatus(str, enum.Enum):
     CANCELLED = "CANCELLED"  # by `trivialci cancel`, or its branch was deleted
     SUPERSEDED = "SUPERSEDED"  # a newer push of its branch replaced it
     LOST = "LOST"  # its worker stopped answering; the job is queued again as the next attempt
+    UNSTORED = "UNSTORED"  # it ended, but the store refused its record, log or files; "verdict" says how it ended
 
     @property
     def final(self) -> bool:
         return self in FINAL
 
 
-FINAL = {JobStatus.PASSED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUPERSEDED}
+FINAL = {JobStatus.PASSED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUPERSEDED, JobStatus.UNSTORED}
 RUNNING = {JobStatus.STARTING, JobStatus.BUILDING}
 
 

@@ -88,7 +88,7 @@ def restore(state) -> str:
     """Write the checkpoint's files into `state` (a HubState); the last day it holds ("" for none)."""
     checkpoint = read(state.node_dir)
     for path, record in sorted(checkpoint["files"].items()):
-        state._write(state.root / path, record)
+        state._write(path, record)
     return checkpoint["through"]
 
 

@@ -49,7 +49,7 @@ def format_jobs(summary: dict) -> str:
     lines += ["running:"] + [f"  {_cell(j['job'])}  {_cell(j['kind'], 12)} {_short(j)}  {_cell(j['status'], 9)} "
                              f"on {_cell(j.get('worker'))}" for j in summary["running"]]
     lines += ["recent:"] + [f"  {_cell(j['job'])}  {_cell(j['kind'], 12)} {_short(j)}  {_cell(j['status'], 10)} "
-                            f"{_seconds(j)}" for j in summary["recent"]]
+                            f"{_seconds(j)}{_why(j)}" for j in summary["recent"]]
     lines += ["workers:"] + [f"  {_cell(w['name'], 16)} {_cell(w['kind'], 12)} {_cell(w['state'], 5)} "
                              f"{_cell(w.get('job') or '')}" for w in summary["workers"]]
     return "\n".join(lines)
@@ -61,6 +61,13 @@ def _cell(value, width: int = 0) -> str:
 
 def _short(job: dict) -> str:
     return f"{printable(job['branch'])[:30]:<30} {printable(job['sha'])[:12]}"
+
+
+def _why(job: dict) -> str:
+    """The reason of a job the store refused: what was not kept, and why (its verdict comes first)."""
+    if job.get("status") != JobStatus.UNSTORED:
+        return ""
+    return f"  ({job.get('verdict')}, not stored) {job.get('reason') or ''}"
 
 
 def _seconds(job: dict) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from . import checkpoint
 from .jobretention import StoredJob, jobs_to_remove, remove_jobs, stored_jobs
-from .state import HubState, _branch_key, _read_json
+from .state import HubState, _branch_key
 from ..errors import SpoolUnavailable
 from ..jobs import FINAL
 from ..spool import retention as records
@@ -153,13 +153,12 @@ def _mentioned_after(state: HubState, through: str, files: dict) -> tuple[set, s
 
 def _drop_from_state(state: HubState, path: str) -> None:
     """Remove one file compaction dropped, unless an event made it matter again meanwhile."""
-    live = state.root / path
-    record = _read_json(live)
+    record = state._read(path)
     if record is None:
         return
     if (path.startswith("jobs/") and record.get("status") in FINAL) or \
             (path.startswith("branches/") and record.get("jobs") == []):
-        live.unlink(missing_ok=True)
+        (state.root / path).unlink(missing_ok=True)
 
 
 def _active_jobs(spool) -> set[str]:
@@ -177,7 +176,7 @@ def prune_due(state: HubState, now: float | None = None) -> bool:
     """True once per UTC day (the first call of the day notes the day in state/prune.json): tick.py asks it."""
     now = time.time() if now is None else now
     today = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).date().isoformat()
-    if (_read_json(state.root / PRUNE_DAY) or {}).get("day") == today:
+    if (state._read(PRUNE_DAY) or {}).get("day") == today:
         return False
-    state._write(state.root / PRUNE_DAY, {"day": today})
+    state._write(PRUNE_DAY, {"day": today})
     return True

@@ -16,7 +16,6 @@ that state/ is rebuilt from.
 
 import json
 import os
-import time
 
 from ..errors import BadInput
 from ..spool.delivery import emit
@@ -24,6 +23,7 @@ from ..spool.heartbeat import read_heartbeat
 from .state import HubState, heartbeat_age
 from .fields import check_log_url, check_work_required, check_worker_process
 from ..spool.layout import worker_dir
+from ..errors import TrivialCiError
 from ..jobs import BUILD_TIMEOUT, MAX_ATTEMPT, RUNNING, JobStatus, check_params, check_timeout, iso_now
 from ..store import open_store
 
@@ -115,11 +115,10 @@ def boot_workers(state: HubState) -> list[str]:
     """Ask for a worker for each kind that needs one (the boot_worker script starts it)."""
     booted = []
     for kind in kinds_without_workers(state):
-        marker = state.root / "boots" / f"{kind}.json"
-        if marker.exists() and time.time() - marker.stat().st_mtime < BOOT_PATIENCE:
+        asked = state.boot_asked(kind)
+        if asked is not None and asked < BOOT_PATIENCE:
             continue
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"kind": kind, "asked": iso_now()}))
+        state.note_boot_asked(kind)
         emit("boot_worker", {"kind": kind, "name": f"{kind}-1"}, to="hub", spool=state.node_dir.spool)
         booted.append(kind)
     return booted
@@ -140,14 +139,27 @@ def requeue_lost(state: HubState) -> list[str]:
 
 
 def end_queued(state: HubState, job: dict, status: JobStatus, reason: str) -> dict:
-    """End a job that no worker has (superseded, cancelled); its record goes to the store too."""
-    ended = record_status(state, {"job": job["job"], "status": status, "attempt": job["attempt"],
-                                  "reason": reason, "ended": iso_now()})
+    """End a job that no worker has (superseded, cancelled); its record goes to the store first, and a
+    record the store refuses makes the job UNSTORED (its "verdict" is `status`), with the reason."""
+    update = {"job": job["job"], "status": JobStatus(status).value, "attempt": job["attempt"], "reason": reason,
+              "ended": iso_now()}
+    problem = _store_record({**job, **update})
+    if problem:
+        update = {**update, "status": JobStatus.UNSTORED, "verdict": update["status"], "reason": f"{reason}; {problem}"}
+    return record_status(state, update)
+
+
+def _store_record(job: dict) -> str | None:
+    """Write the job's record to $TRIVIALCI_STORE (if set); what went wrong, or None."""
     store_url = os.environ.get("TRIVIALCI_STORE")
-    if store_url:
-        record = {key: ended.get(key) for key in RECORD_FIELDS}
+    if not store_url:
+        return None
+    record = {key: job.get(key) for key in RECORD_FIELDS}
+    try:
         open_store(store_url).put_bytes(f"jobs/{job['job']}/job.json", (json.dumps(record, indent=2) + "\n").encode())
-    return ended
+    except (TrivialCiError, OSError) as error:
+        return f"its record could not be written to {store_url}: {error}"
+    return None
 
 
 def worker_ready(state: HubState, payload: dict) -> bool:
@@ -175,7 +187,7 @@ def worker_ready(state: HubState, payload: dict) -> bool:
 
 def _heartbeat(state: HubState, worker: str) -> dict:
     """The worker's worker.json, or {} when it has none (stopped, or never started)."""
-    return read_heartbeat(worker_dir(state.node_dir.spool, worker).heartbeat) or {}
+    return read_heartbeat(worker_dir(state.node_dir.spool, worker)) or {}
 
 
 def _process_of(state: HubState, worker: str) -> str | None:

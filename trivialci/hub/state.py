@@ -6,7 +6,8 @@
     state/workers/NAME.json        workers seen: {name, kind, state: idle|busy|lost, job, since}
     state/branches/KEY.json        {repo, branch, jobs}: the jobs of a branch not yet final
     state/requests/REQ.json        the jobs queued for one `trivialci build` request
-    state/PAUSE                    while it exists, nothing is dispatched
+    state/boots/KIND.json          {kind, asked}: when a worker of KIND was last asked for
+    state/PAUSE                    while it exists (a regular file), nothing is dispatched
     state/.built                   written once the files above are complete
 
 Every change of a job is a `work_status` event, and a worker asking for work is
@@ -16,26 +17,40 @@ emits it, so that done/ holds every change. Deleting state/ loses nothing: the
 next HubState.open() restores SPOOL/checkpoint.json (the fold of the days a prune
 removed from done/, see checkpoint.py), then replays the days of done/ after it
 through the same `apply`.
+
+Anyone who can write the spool can put a symlink or a FIFO into state/. Every
+read and write here walks from state/ one directory at a time without following
+a link (spool/files.py): a link or special file where a record should be reads
+as no record, a write replaces a link at a file's name (never writes through it)
+and is refused (StateUnusable) when a directory on the way is a link. A rebuild
+replaces such links with fresh directories.
 """
 
+import errno
 import hashlib
 import json
-import os
 import re
 import shutil
+import stat
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import checkpoint
 from ..spool.atomic import remove_if_present, write_atomically
-from ..errors import BadInput
+from ..errors import BadInput, SpoolUnavailable
 from ..jobs import FINAL, RUNNING, JobStatus, check_request_id, is_job_id, iso_now, seconds_between
+from ..spool.files import list_names, lstat_under, read_json
 from ..spool.layout import NODE_NAME, check_node_name, hub_dir
 from .fields import check_new_job, check_work_status, check_work_required
 
 REPLAYED = ("work_status", "work_required")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")  # event values that become file names
 RANK = {JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2}
+
+
+class StateUnusable(SpoolUnavailable):
+    """A directory of state/ is a link or not a directory: the hub writes nothing through it."""
 
 
 class HubState:
@@ -47,7 +62,7 @@ class HubState:
     def open(cls, spool) -> "HubState":
         """The state of the hub of `spool`, rebuilt from done/ first if it is missing."""
         state = cls(spool)
-        if not (state.root / ".built").exists():
+        if not state._is_file(".built"):
             state.rebuild()
         return state
 
@@ -57,45 +72,55 @@ class HubState:
         """The job's view, or None (also for anything that is not a job id: it names no file here)."""
         if not (isinstance(job_id, str) and is_job_id(job_id)):
             return None
-        return _read_json(self.root / "jobs" / f"{job_id}.json")
+        return self._read(f"jobs/{job_id}.json")
 
     def queued(self, kind: str) -> list[str]:
         """Job ids waiting for a worker of `kind`, oldest first."""
-        names = sorted(name for name in _list(self.root / "queue" / kind) if name.endswith(".json"))
+        names = sorted(name for name in _list(self.root, f"queue/{kind}") if name.endswith(".json"))
         return [name.split(".")[1] for name in names if name.count(".") == 2]
 
     def queued_kinds(self) -> list[str]:
-        return sorted(_list(self.root / "queue"))
+        return sorted(_list(self.root, "queue"))
 
     def worker(self, name: str) -> dict | None:
         if not (isinstance(name, str) and NODE_NAME.match(name)):
             return None
-        return _read_json(self.root / "workers" / f"{name}.json")
+        return self._read(f"workers/{name}.json")
 
     def workers(self) -> list[dict]:
-        return [w for w in (self.worker(n[:-5]) for n in sorted(_list(self.root / "workers"))) if w]
+        return [w for w in (self.worker(n[:-5]) for n in sorted(_list(self.root, "workers"))) if w]
 
     def branch_jobs(self, repo: str, branch: str) -> list[str]:
-        record = _read_json(self.root / "branches" / f"{_branch_key(repo, branch)}.json") or {}
+        record = self._read(f"branches/{_branch_key(repo, branch)}.json") or {}
         return record.get("jobs", [])
 
     def recent_jobs(self, limit: int) -> list[dict]:
         """The newest `limit` jobs; reads only their files."""
-        names = sorted(_list(self.root / "jobs"))[-limit:]
+        names = sorted(_list(self.root, "jobs"))[-limit:]
         return [j for j in (self.job(n[:-5]) for n in reversed(names)) if j]
 
     def request(self, request_id: str) -> dict | None:
         """What `trivialci build` asked for: {request, jobs, note}, written by branch_update."""
-        return _read_json(self.root / "requests" / f"{request_id}.json")
+        return self._read(f"requests/{request_id}.json")
 
     def write_request(self, request_id: str, job_ids: list[str], note: str) -> None:
         """BadInput for what is not a request id (it names the file)."""
         check_request_id(request_id)
-        self._write(self.root / "requests" / f"{request_id}.json", {"request": request_id, "jobs": job_ids,
-                                                                    "note": note})
+        self._write(f"requests/{request_id}.json", {"request": request_id, "jobs": job_ids, "note": note})
 
     def paused(self) -> bool:
-        return (self.root / "PAUSE").exists()
+        return self._is_file("PAUSE")
+
+    def boot_asked(self, kind: str) -> float | None:
+        """Seconds since a worker of `kind` was last asked for (state/boots/KIND.json); None if never."""
+        try:
+            info = lstat_under(f"boots/{kind}.json", self.root)
+        except OSError:
+            return None
+        return time.time() - info.st_mtime if stat.S_ISREG(info.st_mode) else None
+
+    def note_boot_asked(self, kind: str) -> None:
+        self._write(f"boots/{kind}.json", {"kind": kind, "asked": iso_now()})
 
     # --- the fold ---------------------------------------------------------
 
@@ -121,25 +146,26 @@ class HubState:
         self._file_branch_entry(job)
         if JobStatus(job["status"]) in RUNNING and job.get("worker"):
             self.set_worker(job["worker"], job["kind"], "busy", job["job"])
-        self._write(self.root / "jobs" / f"{job['job']}.json", job)
+        self._write(f"jobs/{job['job']}.json", job)
         return job
 
     def set_worker(self, name: str, kind: str, state: str, job: str | None) -> None:
         check_node_name(name)
         record = {"name": name, "kind": kind, "state": state, "job": job, "since": iso_now()}
-        self._write(self.root / "workers" / f"{name}.json", record)
+        self._write(f"workers/{name}.json", record)
 
     def _file_queue_entry(self, job: dict) -> None:
         queued_at = "".join(c for c in (job.get("queued") or "") if c.isdigit())
-        entry = self.root / "queue" / job["kind"] / f"{queued_at}.{job['job']}.json"
+        entry = f"queue/{job['kind']}/{queued_at}.{job['job']}.json"
         if job["status"] == JobStatus.QUEUED:
             self._write(entry, job)
         else:
-            remove_if_present(entry)
+            with self._refusing_links(entry):
+                remove_if_present(entry, root=self.root)
 
     def _file_branch_entry(self, job: dict) -> None:
-        path = self.root / "branches" / f"{_branch_key(job['repo'], job['branch'])}.json"
-        record = _read_json(path) or {"repo": job["repo"], "branch": job["branch"], "jobs": []}
+        path = f"branches/{_branch_key(job['repo'], job['branch'])}.json"
+        record = self._read(path) or {"repo": job["repo"], "branch": job["branch"], "jobs": []}
         active = [j for j in record["jobs"] if j != job["job"]]
         if JobStatus(job["status"]) not in FINAL:
             active.append(job["job"])
@@ -150,11 +176,12 @@ class HubState:
 
     def rebuild(self) -> int:
         """The checkpoint, then the hub's handled events after it, into fresh state files; how many events."""
-        for part in ("jobs", "queue", "workers", "branches"):
-            shutil.rmtree(self.root / part, ignore_errors=True)
+        _remove_unless_directory(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
+        for part in ("jobs", "queue", "workers", "branches", "boots"):
+            _remove(self.root / part)
         applied = self.replay(after=checkpoint.restore(self))
-        self._write(self.root / ".built", {"rebuilt": iso_now(), "events": applied})
+        self._write(".built", {"rebuilt": iso_now(), "events": applied})
         return applied
 
     def replay(self, after: str = "", through: str = "9999-12-31") -> int:
@@ -172,18 +199,42 @@ class HubState:
         """work_status and work_required events in done/, in the order the hub handled them."""
         done = self.node_dir.done
         for day in sorted(day for day in _list(done) if after < day <= through):
-            for name in sorted(_list(done / day)):
+            for name in sorted(_list(done, day)):
                 if name.endswith(".json") and not name.endswith(".result.json"):
                     event_type = name.split("-", 1)[-1].split(".", 1)[0]
                     if event_type in REPLAYED:
-                        payload = _read_json(done / day / name)
+                        payload = read_json(f"{day}/{name}", root=done)
                         if isinstance(payload, dict) and ("job" in payload or "worker" in payload):
                             yield event_type, payload
 
-    def _write(self, path: Path, record: dict) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    # --- the files --------------------------------------------------------
+
+    def _read(self, relative: str):
+        """The JSON of state/RELATIVE; None unless it is a regular file reached without links."""
+        return read_json(relative, root=self.root)
+
+    def _is_file(self, relative: str) -> bool:
+        try:
+            return stat.S_ISREG(lstat_under(relative, self.root).st_mode)
+        except OSError:
+            return False
+
+    def _write(self, relative: str, record: dict) -> None:
         data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
-        write_atomically(path, data, self.node_dir.tmp, sync_dir=False)
+        with self._refusing_links(relative):
+            write_atomically(relative, data, self.node_dir.tmp, sync_dir=False, root=self.root)
+
+    @contextmanager
+    def _refusing_links(self, relative: str):
+        """A link or non-directory on the way to state/RELATIVE as StateUnusable, naming it."""
+        try:
+            yield
+        except OSError as error:
+            if error.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            raise StateUnusable(f"{_blocking_part(self.root, relative)} in {self.node_dir.spool} is a symlink or "
+                                "not a directory: the hub follows no links in state/; remove it, or remove "
+                                "state/ (the hub rebuilds it from done/)") from None
 
 
 def check_name(value, what: str) -> str:
@@ -222,24 +273,38 @@ def _branch_key(repo: str, branch: str) -> str:
     return hashlib.sha1(f"{repo}\0{branch}".encode()).hexdigest()[:16]
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
+def _list(root: Path, relative: str = "") -> list[str]:
+    return [name for name in list_names(relative, root) if not name.startswith(".")]
 
 
-def _list(directory: Path) -> list[str]:
-    try:
-        return [name for name in os.listdir(directory) if not name.startswith(".")]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+def _blocking_part(root: Path, relative: str) -> str:
+    """state/PART: the first directory on the way to state/RELATIVE that is not one (a link, a file)."""
+    parts = Path(relative).parts[:-1]
+    for depth in range(len(parts) + 1):
+        path = root.joinpath(*parts[:depth])
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            return "/".join(("state", *parts[:depth]))
+    return f"state/{relative}"
 
+
+def _remove(path: Path) -> None:
+    """Remove what is at `path`: a directory with what is in it, or a link or file (never what a link points to)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_unless_directory(path: Path) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
 
 
 def heartbeat_age(spool, worker: str) -> float | None:
-    """Seconds since a worker's heartbeat, or None when it has none (stopped or never started)."""
+    """Seconds since a worker's heartbeat, or None when it has none (stopped, never started, or a link or
+    special file in its place)."""
     try:
-        return time.time() - os.stat(Path(spool) / "workers" / worker / "worker.json").st_mtime
+        info = lstat_under(f"{worker}/worker.json", Path(spool) / "workers")
     except OSError:
         return None
+    return time.time() - info.st_mtime if stat.S_ISREG(info.st_mode) else None

@@ -27,7 +27,7 @@ def node_status(node_dir: NodeDir) -> dict:
         "running": _running(node_dir),
         "done_today": _count(node_dir.done / today, _is_record_event),
         "failed_today": _count(node_dir.failed / today, _is_record_event),
-        "heartbeat": read_heartbeat(node_dir.heartbeat),
+        "heartbeat": read_heartbeat(node_dir),
     }
 
 

@@ -7,7 +7,8 @@ A put writes DIR/.tmp/.PID.HEX12.tmp, fsyncs it, renames it onto the key's path
 and fsyncs that directory: a reader sees the old file or the new one, whole, and
 a staged file never appears under a key. DIR and the key's directories are made
 as `mkdir -p` would, at the first put. A file left in .tmp/ is a put that crashed;
-nothing reads it, and it may be removed once it is a day old.
+nothing reads it, and the first put of each DirectoryStore object (a worker opens
+one per job) removes those older than STAGED_MAX_AGE (a day), as nodes reap tmp/.
 
 Paths are walked one directory at a time from DIR, with O_NOFOLLOW relative to
 open directory descriptors, so no key reaches outside DIR, whatever links were
@@ -17,6 +18,8 @@ itself may be a link. Only regular files are keys. Listing one level is one
 readdir, with no stat or read of what it lists. A delete unlinks the key's
 file (a link there is unlinked, not followed), then removes the directories
 it leaves empty, up to but not including the key's first segment (jobs/).
+delete_tree walks the same way and unlinks what it finds (a link is removed,
+never what it points to).
 """
 
 import errno
@@ -24,6 +27,7 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,6 +38,7 @@ from ..errors import BadInput
 from . import STORE_ENV, ArtifactStore, StoredValue, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
 
 STAGING = ".tmp"
+STAGED_MAX_AGE = 86400.0  # a staged file this old belongs to a put that crashed
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_DIRECTORY_HERE = (FileNotFoundError, NotADirectoryError)
 
@@ -44,18 +49,22 @@ class DirectoryStore(ArtifactStore):
     def __init__(self, directory):
         self.root = Path(os.path.abspath(directory))
         self.url = self.root.as_uri()
+        self._reaped = False
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._put(check_key(key), lambda out: out.write(data))
 
-    def put_file(self, key: str, path) -> None:
-        check_key(key)
-        try:
-            source = open(path, "rb")
-        except OSError as error:
-            raise BadInput(f"cannot read {path} to store it as {key}: {error.strerror}") from None
-        with source:
-            self._put(key, lambda out: shutil.copyfileobj(source, out, 1 << 20))
+    def put_stream(self, key: str, stream) -> None:
+        self._put(check_key(key), lambda out: shutil.copyfileobj(stream, out, 1 << 20))
+
+    def delete_tree(self, prefix: str) -> None:
+        parts = _deletable(prefix).split("/")[:-1]
+        with self._errors(prefix, "delete"):
+            try:
+                with self._directory(parts[:-1]) as parent:
+                    _remove_directory(parent, parts[-1])
+            except (*_NO_DIRECTORY_HERE, StoreMissing):
+                return  # nothing was ever stored under it
 
     def get_bytes(self, key: str) -> bytes:
         parts = check_key(key).split("/")
@@ -142,6 +151,7 @@ class DirectoryStore(ArtifactStore):
             self.root.mkdir(parents=True, exist_ok=True)
             with self._directory([STAGING], create=True) as staging, \
                     self._directory(parts[:-1], create=True) as parent:
+                self._reap_once(staging)
                 staged = _stage(staging, fill)
                 try:
                     os.rename(staged, parts[-1], src_dir_fd=staging, dst_dir_fd=parent)
@@ -149,6 +159,11 @@ class DirectoryStore(ArtifactStore):
                     _unlink_quietly(staged, staging)
                     raise
                 fsync_fd(parent)
+
+    def _reap_once(self, staging: int) -> None:
+        if not self._reaped:
+            self._reaped = True
+            _reap_staged(staging, time.time() - STAGED_MAX_AGE)
 
     @contextmanager
     def _directory(self, parts: list[str], create: bool = False):
@@ -279,6 +294,58 @@ def _keys_in_child(fd: int, name: str, prefix: str):
         yield from _keys_below(child, prefix)
     finally:
         os.close(child)
+
+
+def _deletable(prefix: str) -> str:
+    prefix = check_prefix(prefix)
+    if not prefix:
+        raise BadInput("delete_tree needs a prefix such as jobs/JOB/files/: it never empties the whole store")
+    return prefix
+
+
+def _remove_directory(parent: int, name: str) -> None:
+    """Remove directory NAME in `parent` with all it holds, entering no link."""
+    try:
+        fd = os.open(name, _DIRECTORY, dir_fd=parent)
+    except OSError as error:
+        if error.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        if _is_link(parent, name):
+            os.unlink(name, dir_fd=parent)  # a link where a directory was: no key, and never followed
+        return
+    try:
+        _empty_directory(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=parent)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise  # a put that just made something under it keeps it
+
+
+def _empty_directory(fd: int) -> None:
+    with os.scandir(fd) as entries:
+        listed = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_directory in listed:
+        if is_directory:
+            _remove_directory(fd, name)
+        else:
+            try:
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+
+
+def _reap_staged(staging: int, cutoff: float) -> None:
+    """Remove staged files older than `cutoff`: puts that crashed before their rename."""
+    with os.scandir(staging) as entries:
+        for entry in entries:
+            try:
+                if not entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.name, dir_fd=staging)
+            except OSError:
+                pass  # another put reaped it first
 
 
 def _stage(staging: int, fill) -> str:

@@ -2,7 +2,8 @@
 
     s3://BUCKET/PREFIX      the store; the key jobs/JOB/job.json is the object PREFIX/jobs/JOB/job.json
 
-A put is one PutObject, or for a large file one multipart upload: S3 shows an
+A put is one PutObject, or for a large file one multipart upload, read from
+the descriptor the store checked (see the package docstring): S3 shows an
 object only once its upload is complete, so a reader sees the old value or the
 new one, whole, and a failed put leaves the old value. Listing one level is
 ListObjectsV2 with delimiter '/' (its common prefixes are the directories), so
@@ -44,6 +45,7 @@ _BOTO_ERRORS = (boto_errors.BotoCoreError, boto_errors.ClientError, Boto3Error)
 _TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20)
 DELETE_BATCH = 1000  # keys per DeleteObjects request: S3's limit
 PARALLEL_PUTS = 8  # files uploaded at once by put_tree (each large one also sends its parts in parallel)
+_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
 class S3Store(ArtifactStore):
@@ -60,20 +62,32 @@ class S3Store(ArtifactStore):
         with self._errors(key, "write"):
             self.client.put_object(Bucket=self.bucket, Key=self.root + key, Body=data)
 
-    def put_file(self, key: str, path) -> None:
+    def put_stream(self, key: str, stream) -> None:
         check_key(key)
-        _check_readable(path, key)
         with self._errors(key, "write"):
-            self.client.upload_file(os.fspath(path), self.bucket, self.root + key, Config=_TRANSFER)
+            self.client.upload_fileobj(stream, self.bucket, self.root + key, Config=_TRANSFER)
 
-    def put_files(self, files: dict) -> None:
+    def put_files(self, files: dict) -> list[str]:
         """Several PUTs in flight at once: a build's many small files cost round trips, not bandwidth."""
         if len(files) < 2:
             return super().put_files(files)
         with ThreadPoolExecutor(PARALLEL_PUTS, thread_name_prefix="s3-put") as pool:
-            uploads = [pool.submit(self.put_file, key, files[key]) for key in sorted(files)]
-        for upload in uploads:
-            upload.result()  # the first failure, as put_file said it
+            uploads = {key: pool.submit(self.put_source, key, files[key]) for key in sorted(files)}
+        return [key for key, upload in uploads.items() if upload.result()]  # the first failure, as put_file said it
+
+    def delete_tree(self, prefix: str) -> None:
+        prefix = check_prefix(prefix)
+        if not prefix:
+            raise BadInput("delete_tree needs a prefix such as jobs/JOB/files/: it never empties the whole store")
+        keys = self.list_keys(prefix)
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = [{"Key": self.root + key} for key in keys[start:start + _DELETE_BATCH]]
+            with self._errors(prefix, "delete"):
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise StoreUnavailable(f"cannot delete {first.get('Key')} in {self.where()}: {first.get('Code')}: "
+                                       f"{first.get('Message')}")
 
     def get_bytes(self, key: str) -> bytes:
         check_key(key)
@@ -233,11 +247,3 @@ def _parse_url(url: str) -> tuple[str, str]:
                        "3 to 63 lowercase letters, digits, '.' and '-' (the prefix may be left out)")
     return parts.netloc, check_prefix(parts.path.strip("/"))
 
-
-def _check_readable(path, key: str) -> None:
-    """BadInput for a source file that cannot be read, before anything is sent."""
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as error:
-        raise BadInput(f"cannot read {path} to store it as {key}: {error.strerror}") from None

@@ -16,7 +16,14 @@ secrets (worker/secrets.py; masked in its log), TRIVIALCI_JOB, _BRANCH, _SHA,
 _KIND, _REPO, _ATTEMPT, _ARTIFACTS, _PYTHON (the interpreter that runs
 TrivialCi) and each parameter as TRIVIALCI_PARAM_NAME. Its record goes to the store as
 jobs/JOB/job.json after log.txt and files/, so a job.json never points at
-files that are not there yet.
+files that are not there yet; files/ is emptied first, so that a retry lists
+only its own files. A job whose log, files or record the store refused ends
+UNSTORED (its "verdict" says how the build itself ended), never as a plain PASSED.
+
+What the build left is hostile: the log uploaded is the one the worker wrote,
+read through the descriptor it kept (buildlog.BuildLog), and only regular
+files physically under WORKDIR/artifacts/JOB are stored, walked from WORKDIR
+without following a link (see trivialci/store).
 
 The package is checked field by field first (package.py), and every path
 above is made with spool.layout.under: nothing in an event can name a path
@@ -37,9 +44,10 @@ from pathlib import Path
 
 from ..spool import processes
 from ..spool.atomic import remove_if_present, write_atomically
+from ..spool.files import open_directory_under
 from ..spool.layout import check_node_name, under
 from . import limits
-from .buildlog import LogCopier, ended_marker
+from .buildlog import BuildLog, LogCopier
 from .sandbox import Sandbox
 from .secrets import SECRETS_ENV, SecretMask, gets_secrets, secrets_for
 from .package import check_start_work, check_stop
@@ -65,6 +73,7 @@ class JobRun:
         self.artifacts = under(self.workdir, "artifacts", self.id)
         self.log_path = under(self.workdir, "logs", f"{self.id}.log")
         self.record: dict = {}
+        self._build_log: BuildLog | None = None
 
     def is_stale(self) -> bool:
         """Whether the hub moved on (a later attempt, a final status, another worker).
@@ -98,14 +107,12 @@ class JobRun:
         self._end_log()
         self.record = self._make_record(started, exit_code, status, reason)
         self._upload()
-        self._report(status, ended=self.record["ended"], exit_code=exit_code, reason=reason)
-        emit("work_done", {"job": self.id, "worker": self.worker, "status": status.value}, to="hub", spool=self.spool)
+        self._report_end()
         self._clean_up()
         return self.record
 
     def _check_out(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        remove_if_present(ended_marker(self.log_path))  # an earlier attempt's log goes on
+        self._log().forget_ended()  # an earlier attempt's log goes on
         mirror = Mirror(self.workdir, self.package["repo"])
         if not mirror.has_commit(self.package["sha"]):
             mirror.update()  # a warm mirror that has the sha needs no fetch at all
@@ -137,7 +144,7 @@ class JobRun:
             return self._cannot_run(error)
         finally:
             os.close(write_end)  # only the build holds it now: EOF comes when the build's group closes it
-        copier = LogCopier(read_end, self.log_path, limits.from_environment()[0], mask).start()
+        copier = LogCopier(read_end, self._log(), max_bytes=limits.from_environment()[0], mask=mask).start()
         exit_code, timed_out = self._wait(build)
         if not copier.join(GRACE):  # a process the build left behind holds its output open: do not wait for it
             self._note("trivialci: the build ended, but a process it started still holds its output open")
@@ -205,11 +212,16 @@ class JobRun:
         except OSError as error:  # the build runs and is stopped all the same; cancel_work only cannot say so
             self._note(f"trivialci: could not write {self._pid_file()}: {error}")
 
+    def _log(self) -> BuildLog:
+        """The job's log, opened once (at the first use) and kept: see buildlog.BuildLog."""
+        if self._build_log is None:
+            self._build_log = BuildLog(self.workdir, self.id)
+        return self._build_log
+
     def _end_log(self) -> None:
         """Mark the log complete, for the log server (X-Log-Complete) and its followers."""
         try:
-            ended_marker(self.log_path).parent.mkdir(parents=True, exist_ok=True)
-            ended_marker(self.log_path).write_text(iso_now() + "\n")
+            self._log().mark_ended(iso_now() + "\n")
         except OSError as error:
             print(f"could not mark the log of {self.id} complete: {error}")
 
@@ -258,7 +270,8 @@ class JobRun:
                 "run_time": seconds_between(started, ended), "exit_code": exit_code, "reason": reason, "files": []}
 
     def _upload(self) -> None:
-        """log.txt and files/ first, job.json last; a failure is noted in the record, never fatal to the job."""
+        """files/ emptied, log.txt and files/ stored, job.json last; what the store refused makes the job
+        UNSTORED (with the reason), never fatal to the worker."""
         if not self.store_url:
             return
         prefix = f"jobs/{self.id}"
@@ -268,15 +281,23 @@ class JobRun:
             if newer:
                 self.record["reason"] += f"; not uploaded: attempt {newer} of this job is in the store already"
                 return
+            store.delete_tree(f"{prefix}/files/")  # a dead attempt's files are not this attempt's
             self._upload_output(store, prefix)
         except (TrivialCiError, OSError) as error:
-            self.record["reason"] += f"; its log or files were not uploaded: {error}"
+            self._unstored(f"its log or files were not stored: {error}")
             store = None
         try:
             (store or open_store(self.store_url)).put_bytes(f"{prefix}/job.json",
                                                             (json.dumps(self.record, indent=2) + "\n").encode())
         except (TrivialCiError, OSError) as error:
-            self.record["reason"] += f"; its record could not be written to {self.store_url}: {error}"
+            self._unstored(f"its record could not be written to {self.store_url}: {error}")
+
+    def _unstored(self, problem: str) -> None:
+        """The store refused part of the job: UNSTORED, the build's own status kept as "verdict"."""
+        if self.record["status"] != JobStatus.UNSTORED:
+            self.record["verdict"] = self.record["status"]
+            self.record["status"] = JobStatus.UNSTORED.value
+        self.record["reason"] += f"; {problem}"
 
     def _newer_attempt_stored(self, store, prefix: str) -> int | None:
         """A later attempt's record in the store (this attempt was given up while the hub was out of reach)."""
@@ -292,12 +313,38 @@ class JobRun:
         if refusal:
             self._note(f"trivialci: {refusal}")
             self.record["reason"] += f"; {refusal}"
-            shutil.rmtree(self.artifacts, ignore_errors=True)
-        if self.log_path.exists():
-            store.put_file(f"{prefix}/log.txt", self.log_path)
-        if self.artifacts.is_dir():
+        with self._log().reader() as log:
+            store.put_file(f"{prefix}/log.txt", log)
+        artifacts = None if refusal else self._open_artifacts()
+        if artifacts is None:
+            return
+        try:
             self.record["files"] = [key[len(prefix) + len("/files/"):] for key in
-                                    store.put_tree(f"{prefix}/files", self.artifacts)]
+                                    store.put_tree(f"{prefix}/files", artifacts)]
+        finally:
+            os.close(artifacts)
+
+    def _open_artifacts(self) -> int | None:
+        """WORKDIR/artifacts/JOB, reached from WORKDIR without a link; None (noted) when the build removed it
+        or put a link or a file in its place."""
+        workdir = os.open(self.workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return open_directory_under(workdir, f"artifacts/{self.id}")
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            self.record["reason"] += (f"; its artifacts directory was replaced by a link or a file, so nothing "
+                                      f"under it was stored ({error.strerror})")
+            return None
+        finally:
+            os.close(workdir)
+
+    def _report_end(self) -> None:
+        """The job's end as the record says it, after the upload (UNSTORED, if the store refused it)."""
+        record, status = self.record, JobStatus(self.record["status"])
+        extra = {"verdict": record["verdict"]} if "verdict" in record else {}
+        self._report(status, ended=record["ended"], exit_code=record["exit_code"], reason=record["reason"], **extra)
+        emit("work_done", {"job": self.id, "worker": self.worker, "status": status.value}, to="hub", spool=self.spool)
 
     def _report(self, status: JobStatus, **fields) -> None:
         update = {"job": self.id, "status": status.value, "attempt": self.package["attempt"], "worker": self.worker}
@@ -306,9 +353,10 @@ class JobRun:
         emit("work_status", {**update, **fields}, to="hub", spool=self.spool)
 
     def _note(self, line: str) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a") as log:
-            log.write(line.rstrip() + "\n")
+        try:
+            self._log().append((line.rstrip() + "\n").encode())
+        except OSError as error:  # the job goes on, and ends with its reason, log or no log
+            print(f"could not write to the log of {self.id}: {error}; {line.rstrip()}")
 
     def _clean_up(self) -> None:
         mirror = Mirror(self.workdir, self.package["repo"])
@@ -316,11 +364,14 @@ class JobRun:
             mirror.remove_worktree(self.worktree)
         except Exception as error:  # e.g. the build pointed its .git elsewhere: git refuses it
             print(f"git could not remove the worktree {self.worktree}: {error}; removing it by hand")
-            shutil.rmtree(self.worktree, ignore_errors=True)  # never follows a link the build left
+            _remove_tree_or_link(self.worktree)  # never follows a link the build left
             _quietly(mirror.prune, "could not prune the mirror (pruned at the next job)")
-        shutil.rmtree(self.artifacts, ignore_errors=True)
+        _remove_tree_or_link(self.artifacts)
         for leftover in (self._pid_file(), self._cancel_file()):
             remove_if_present(leftover)
+        if self._build_log is not None:
+            self._build_log.close()
+            self._build_log = None
 
     def _pid_file(self) -> Path:
         return _job_file(self.workdir, self.id, "pid")
@@ -381,6 +432,12 @@ def _quietly(action, failure: str) -> None:
         action()
     except Exception as error:
         print(f"{failure}: {error}")
+def _remove_tree_or_link(path: Path) -> None:
+    """Remove a directory and what it holds, or the link or file the build left in its place (never its target)."""
+    if path.is_symlink() or path.is_file():
+        remove_if_present(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _read_json(path: Path):

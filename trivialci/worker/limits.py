@@ -44,6 +44,8 @@ def artifacts_refusal(directory: Path, limit: int) -> str | None:
     Counts what put_tree would upload: regular files, links not followed; it stops
     counting as soon as the limit is passed, so a huge tree costs no more than that.
     """
+    if os.path.islink(directory):
+        return None  # the upload refuses a link in the artifacts directory's place anyway; never walk its target
     total = 0
     for parent, _, names in os.walk(directory):
         for name in names:
