@@ -114,6 +114,9 @@ def node_options(function):
         click.option("--workdir", default=None, type=click.Path(file_okay=False),
                      help="This node's own disk (git mirrors, job checkouts), as TRIVIALCI_WORKDIR "
                           "[default: ~/.cache/trivialci/NODE]."),
+        click.option("--fork-server/--no-fork-server", default=True, show_default=True, envvar="TRIVIALCI_FORK_SERVER",
+                     help="Start TYPE.py scripts by forking a helper that has imported TrivialCi once (fast), "
+                          "instead of a new interpreter each. Env: TRIVIALCI_FORK_SERVER=off."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -353,7 +356,7 @@ def run_node(node_dir, options, advertise: dict, announce: str | None = None, ou
         heartbeat=options["heartbeat"],
         jobs=options["jobs"], timeout=options["timeout"], grace=options["grace"],
         max_attempts=options["max_attempts"], poll=options["poll"], settle=options["settle"], rescan=options["rescan"],
-        advertise=advertise, outbox=outbox,
+        advertise=advertise, outbox=outbox, fork_server=options["fork_server"],
     )
     with Node(node_dir, config) as node:
         log.info("%s: handling %s with scripts from %s (%d at a time)", node_dir.node, node_dir.inbox,
