@@ -270,3 +270,28 @@ def test_no_fork_server_flag_and_variable_turn_it_off(start_node, tmp_path, prob
     off = Hub(start_node, tmp_path / "env", probe_pipeline, True, env={"TRIVIALCI_FORK_SERVER": "off"})
     assert _probe(off, {})["forked"] is False
     assert "fork server" not in hub.node.stderr() + off.node.stderr()
+
+
+def test_kill_9_of_the_node_stops_its_forked_script_and_daemon_at_restart(start_node, tmp_path, pipeline):
+    pids = tmp_path / "pids"
+    write_script(pipeline, "stay.py", f"""
+import os, subprocess, time
+if os.environ["TRIVIALCI_ATTEMPT"] == "1":
+    daemon = subprocess.Popen(["sleep", "302"], start_new_session=True)
+    with open({str(pids)!r} + ".tmp", "w") as f:
+        f.write(f"{{os.getpid()}} {{daemon.pid}}")
+    os.rename({str(pids)!r} + ".tmp", {str(pids)!r})
+    time.sleep(300)
+""")
+    spool = tmp_path / "spool"
+    hub = Hub(start_node, spool, pipeline, True, "--grace", "0.5")
+    name = hub.send("stay")
+    script, daemon = map(int, wait_for(lambda: pids.exists() and pids.read_text(), message="the pids").split())
+    [server] = hub.server_pids()
+    hub.node.kill()
+    wait_for(lambda: not pid_alive(server), message="the fork server to exit with its node")
+    assert pid_alive(script) and pid_alive(daemon), "a SIGKILLed node leaves its script running"
+
+    restarted = Hub(start_node, spool, pipeline, True, "--grace", "0.5")
+    result = restarted.result(name)
+    assert result["attempt"] == 2 and not pid_alive(script) and not pid_alive(daemon)
