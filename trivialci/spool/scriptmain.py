@@ -86,13 +86,33 @@ def _own_session_and_files(stdin_fd: int, log_fd: int, cwd: str) -> None:
     os.dup2(stdin_fd, 0)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
-    os.closerange(3, max(os.sysconf("SC_OPEN_MAX"), 65536))
+    _close_from(3)
     os.chdir(cwd)
 
 
+def _close_from(lowest: int) -> None:
+    """Close every descriptor from `lowest` on: the open ones, read from /proc (closing all possible
+    numbers one by one costs milliseconds where the limit is high)."""
+    try:
+        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        os.closerange(lowest, max(os.sysconf("SC_OPEN_MAX"), 65536))
+        return
+    for fd in open_fds:
+        if fd >= lowest:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the listing's own descriptor, gone already
+
+
 def _environment(env: dict) -> None:
-    os.environ.clear()
-    os.environ.update(env)
+    """os.environ becomes `env`, changing only what differs (most of it is the server's own)."""
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 def _interpreter_state(argv: list[str], directory: str) -> None:

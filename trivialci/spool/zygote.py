@@ -17,7 +17,7 @@ pipeline directory has a module that shadows one the server imported, or the
 event's marks do not fit the slot. It answers {"restart": why} and exits when
 it is stale: the script is not in the pipeline directory it was started for (a
 new --pipeline git+… revision), or a TrivialCi file it imported changed on
-disk (a reinstall). It exits when the node closes its end. It waits for no
+disk (a reinstall; looked at once a second at most, while it waits). It exits when the node closes its end. It waits for no
 child: they are the node's.
 """
 
@@ -26,16 +26,18 @@ import gc
 import importlib
 import json
 import os
+import select
 import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 from . import forkserver, scriptmain
 from .sibling import Cloner, Unsupported
 
-SLOT_ENV = "TRIVIALCI_FORK_SLOT"
+LOOK_SECONDS = 1.0  # how often, at most, it looks whether TrivialCi's files changed
 
 
 class Zygote:
@@ -48,7 +50,7 @@ class Zygote:
         self.preloaded = preload(Path(self.pipeline))
         if threading.active_count() > 1:
             raise Unsupported(0, "a module it imported started a thread, and a fork copies no thread")
-        self.fingerprint = fingerprint()
+        self.fingerprint, self.changed, self.looked_at = fingerprint(), "", time.monotonic()
         self.slots = reserved_slots()
         self._pipeline_seen: tuple | None = None
         self._shadowing = ""
@@ -69,11 +71,26 @@ class Zygote:
                 return
 
     def next_request(self) -> tuple[dict, list[int]] | None:
-        """The next request; None when the node closed its end (or went away)."""
+        """The next request; None when the node closed its end (or went away). Its files are looked at
+        while it waits, at most once a second, not while a script waits to start."""
         try:
+            while not select.select([self.sock], [], [], self._until_next_look())[0]:
+                self._look_at_files()
             return forkserver.receive_frame(self.sock)
         except ConnectionError:
             return None
+
+    def _until_next_look(self) -> float:
+        wait = self.looked_at + LOOK_SECONDS - time.monotonic()
+        if wait <= 0:
+            self._look_at_files()
+            wait = LOOK_SECONDS
+        return wait
+
+    def _look_at_files(self) -> None:
+        self.looked_at = time.monotonic()
+        if not self.changed and fingerprint() != self.fingerprint:
+            self.changed = "TrivialCi's files changed on disk (reinstalled?)"
 
     def handle(self, request: dict, fds: list[int]) -> dict:
         if len(fds) != 2:
@@ -90,9 +107,7 @@ class Zygote:
         directory = os.path.dirname(os.path.realpath(request["script"]))
         if directory != self.pipeline:
             return f"the pipeline is now {directory}, not {self.pipeline}"
-        if fingerprint() != self.fingerprint:
-            return "TrivialCi's files changed on disk (reinstalled?)"
-        return ""
+        return self.changed
 
     def refusal(self, request: dict) -> str:
         if _python_variables(request["env"]) != self.python_env:
@@ -121,8 +136,11 @@ class Zygote:
         try:
             pid = self.cloner.fork()
             if pid == 0:
-                self.sock.close()
-                scriptmain.become(request, stdin_fd, log_fd, self.slots)
+                try:
+                    self.sock.close()
+                    scriptmain.become(request, stdin_fd, log_fd, self.slots)
+                finally:
+                    os._exit(scriptmain.SETUP_FAILED)  # never back into the server's loop
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return pid
@@ -192,7 +210,7 @@ def reserved_slots() -> scriptmain.Slots:
         environ = Path("/proc/self/environ").read_bytes()
     except (OSError, IndexError, ValueError):
         return scriptmain.Slots(None, None)
-    entry = next((e for e in environ.split(b"\0") if e.startswith(SLOT_ENV.encode() + b"=")), None)
+    entry = next((e for e in environ.split(b"\0") if e.startswith(forkserver.SLOT_ENV.encode() + b"=")), None)
     at = environ.find(b"\0" + entry) + 1 if entry and not environ.startswith(entry) else 0
     marks = (env_start + at, len(entry)) if entry else None
     return scriptmain.Slots(marks, (arg_start, arg_end - arg_start) if arg_end > arg_start else None)
