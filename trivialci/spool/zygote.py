@@ -224,8 +224,11 @@ def main(bare_modules: set[str]) -> None:
     """The fork server's process: argv is SOCKET_FD PIPELINE_DIR [padding]."""
     sock = socket.socket(fileno=int(sys.argv[1]))
     try:
-        zygote = Zygote(sock, sys.argv[2], bare_modules)
-    except OSError as error:
-        forkserver.send_frame(sock, {"unusable": str(error)})
-        return
-    zygote.serve()
+        try:
+            zygote = Zygote(sock, sys.argv[2], bare_modules)
+        except OSError as error:
+            forkserver.send_frame(sock, {"unusable": str(error)})
+            return
+        zygote.serve()
+    except ConnectionError:
+        return  # the node went away (or stopped before this was ready): nothing to say, nobody to say it to
