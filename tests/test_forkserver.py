@@ -295,3 +295,14 @@ if os.environ["TRIVIALCI_ATTEMPT"] == "1":
     restarted = Hub(start_node, spool, pipeline, True, "--grace", "0.5")
     result = restarted.result(name)
     assert result["attempt"] == 2 and not pid_alive(script) and not pid_alive(daemon)
+
+
+def test_a_script_that_links_out_of_the_pipeline_is_spawned_and_the_server_stays(start_node, tmp_path, pipeline):
+    elsewhere = write_script(tmp_path / "elsewhere", "linked.py", "import sys\nprint(sys.path[0])\n")
+    (pipeline / "linked.py").symlink_to(elsewhere)
+    write_script(pipeline, "probe.py", PROBE)
+    hub = Hub(start_node, tmp_path / "spool", pipeline, True)
+    for _ in range(2):
+        assert hub.log_of(hub.send("linked")) == f"{tmp_path / 'elsewhere'}\n"
+    assert _probe(hub, {})["forked"] and len(hub.server_pids()) == 1
+    assert "spawns linked.py as usual: it is a link" in hub.node.stderr()

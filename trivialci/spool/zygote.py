@@ -104,12 +104,14 @@ class Zygote:
         return {"pid": self.fork_script(request, *fds)}
 
     def staleness(self, request: dict) -> str:
-        directory = os.path.dirname(os.path.realpath(request["script"]))
+        directory = os.path.realpath(os.path.dirname(request["script"]))
         if directory != self.pipeline:
             return f"the pipeline is now {directory}, not {self.pipeline}"
         return self.changed
 
     def refusal(self, request: dict) -> str:
+        if os.path.dirname(os.path.realpath(request["script"])) != self.pipeline:
+            return "it is a link to a file in another directory (its own sys.path[0])"
         if _python_variables(request["env"]) != self.python_env:
             return "its PYTHON* environment variables differ from the fork server's"
         if not self.slots.marks_fit(request["env"]):
