@@ -85,8 +85,8 @@ def verdict(met: bool) -> str:
 class Scratch:
     """A temp directory, removed on exit: `with Scratch() as tmp:`."""
 
-    def __init__(self, prefix: str = "trivialci-bench-"):
-        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+    def __init__(self, prefix: str = "trivialci-bench-", directory: str | None = None):
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
         _live_dirs.add(self.path)
 
     def __enter__(self) -> Path:

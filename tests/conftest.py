@@ -124,6 +124,15 @@ def run_cli(*args, input=None, env=None, timeout=60):
                           text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+@pytest.fixture(params=["fork-server", "spawn"])
+def both_launchers(request, monkeypatch):
+    """Run a test with TYPE.py scripts forked by the node's fork server (the default), then spawned
+    (TRIVIALCI_FORK_SERVER=off): a module opts in with `pytestmark = pytest.mark.usefixtures("both_launchers")`."""
+    if request.param == "spawn":
+        monkeypatch.setenv("TRIVIALCI_FORK_SERVER", "off")
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """A test that leaves a thread running behind it fails (watchdog's habit, too)."""

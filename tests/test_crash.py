@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import events_in, leftovers, outcomes, pid_alive, records, run_cli, wait_for, write_script
 
+pytestmark = pytest.mark.usefixtures("both_launchers")  # scripts forked, then spawned
+
 # Where the node kills itself -> (attempts the script sees across both runs, attempt in the record).
 CRASHES = {
     "claimed": ([2], 2),  # never started before the crash: only the second attempt runs

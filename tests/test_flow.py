@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import _processes_mentioning, gated_build, release_build, run_cli, wait_for
 
+from trivialci.git.commands import repo_key
 from trivialci.up import local_worker_pids
 
 BUILD_OK = "#!/bin/sh\necho \"building $TRIVIALCI_BRANCH at $TRIVIALCI_SHA\"\necho made > \"$TRIVIALCI_ARTIFACTS/out.txt\"\n"
@@ -365,3 +366,13 @@ def test_a_job_cancelled_before_its_build_starts_never_builds(origin, tmp_path):
     record = jobrun.JobRun(package, "w1", workdir, spool, f"file://{tmp_path / 'store'}").run()
     assert record["status"] == "CANCELLED" and record["reason"] == "cancelled by request"
     assert not ran.exists() and not (workdir / "jobs" / package["job"]).exists()
+
+
+def test_a_worker_booted_on_the_hubs_host_checks_out_from_the_hubs_mirror(ci, origin, tmp_path):
+    sha = origin.commit("main", {"build": BUILD_OK})
+    assert push_event(ci["spool"], origin, "main", sha).returncode == 0
+    [job] = wait_for(lambda: store_jobs(ci["store"]), timeout=60, message="the job record").values()
+    assert job["status"] == "PASSED"
+    hub_mirrors = tmp_path / "ciwork" / "hub" / "mirrors"
+    assert [p.name for p in hub_mirrors.glob("*.git")] == [f"{repo_key(str(origin.bare))}.git"]
+    assert not (tmp_path / "ciwork" / job["worker"] / "mirrors").exists(), "one fetch per push on one host"

@@ -1,6 +1,7 @@
 """The gitwatcher and the post-receive hook: branch changes in a real origin become events in the hub's inbox."""
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ from conftest import ROOT, pid_alive, run_cli, wait_for
 from gitrepo import Origin, git
 
 from trivialci.git.commands import repo_key
+from trivialci.spool import event
 
 HOOK = ROOT / "contrib" / "post-receive"
 
@@ -207,3 +209,30 @@ def test_the_hook_without_a_spool_says_so_and_the_push_succeeds(origin, hooked):
     origin.commit({"README": "1\n"}, push=False)
     pushed = origin.push("main", env={k: v for k, v in hooked.items() if k != "TRIVIALCI_SPOOL"})
     assert "trivialci: no spool" in pushed.stderr
+
+
+def test_the_hook_writes_json_for_quotes_and_backslashes_in_names(spool, origin, hooked):
+    git("config", "trivialci.repo", 'C:\\repos\\"x".git', cwd=origin.bare)
+    sha = origin.commit({"README": "1\n"}, push=False)
+    origin.push('main:refs/heads/we"ird', env=hooked)
+    assert take_events(spool) == [
+        ("branch_update", {"repo": 'C:\\repos\\"x".git', "branch": 'we"ird', "old": None, "new": sha})]
+    assert not list((spool / "tmp").iterdir()), "nothing is left staged"
+
+
+def test_the_hook_names_its_events_as_programs_do(spool, origin, hooked):
+    origin.commit({"README": "1\n"}, push=False)
+    origin.push("main", env=hooked)
+    [name] = [p.name for p in (spool / "inbox").glob("*.json")]
+    assert re.fullmatch(r"branch_update\.\d{8}T\d{6}\.\d{6}Z\.[A-Za-z0-9-]+\.\d+\.[0-9a-f]+\.json", name), name
+    assert event.type_of(name) == "branch_update"
+
+
+def test_the_hook_delivers_through_trivialci_command_when_set(tmp_path, spool, origin, hooked):
+    wrapper = tmp_path / "via-wrapper"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m trivialci "$@"\n')
+    wrapper.chmod(0o755)
+    git("config", "trivialci.command", wrapper, cwd=origin.bare)
+    sha = origin.commit({"README": "1\n"}, push=False)
+    origin.push("main", env=hooked)
+    assert take_events(spool) == [update(origin, "main", None, sha)]

@@ -14,6 +14,8 @@ import sys
 import pytest
 from conftest import events_in, leftovers, pid_alive, records, run_cli, wait_for, write_script
 
+pytestmark = pytest.mark.usefixtures("both_launchers")  # scripts forked, then spawned
+
 # Writes what the script was given into the file the event names, as JSON.
 REPORTER = """\
 import base64, json, os, sys

@@ -6,6 +6,8 @@ import signal
 import pytest
 from conftest import events_in, leftovers, outcomes, pid_alive, records, run_cli, wait_for, write_script
 
+pytestmark = pytest.mark.usefixtures("both_launchers")  # scripts forked, then spawned
+
 
 def drop(spool, *names):
     (spool / "inbox").mkdir(parents=True, exist_ok=True)

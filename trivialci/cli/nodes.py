@@ -163,7 +163,7 @@ def run_node(node_dir, options, advertise: dict, announce: str | None = None, ou
         heartbeat=options["heartbeat"],
         jobs=options["jobs"], timeout=options["timeout"], grace=options["grace"],
         max_attempts=options["max_attempts"], poll=options["poll"], settle=options["settle"], rescan=options["rescan"],
-        advertise=advertise, outbox=outbox,
+        advertise=advertise, outbox=outbox, fork_server=options["fork_server"],
     )
     node = Node(node_dir, config)
     with node.stop_signals(), node:

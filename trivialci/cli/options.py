@@ -135,6 +135,9 @@ def node_options(function):
         click.option("--workdir", default=None, type=click.Path(file_okay=False),
                      help="This node's own disk (git mirrors, job checkouts), as TRIVIALCI_WORKDIR "
                           "[default: ~/.cache/trivialci/NODE]."),
+        click.option("--fork-server/--no-fork-server", default=True, show_default=True, envvar="TRIVIALCI_FORK_SERVER",
+                     help="Start TYPE.py scripts by forking a helper that has imported TrivialCi once (fast), "
+                          "instead of a new interpreter each. Env: TRIVIALCI_FORK_SERVER=off."),
     ]
     for option in reversed(options):
         function = option(function)

@@ -19,6 +19,12 @@ the spool):
                           (e.g. WORKDIR/jobs/JOB/src); their git metadata is
                           in KEY.git/worktrees/
 
+Mirrors may be shared: TRIVIALCI_MIRRORS names another directory to keep them
+in instead of WORKDIR/mirrors/. A worker the hub boots on its own host gets the
+hub's (hub/boot.py), so the commits the hub fetched to read a push's
+.trivialci/ are the ones the worker checks out: one fetch per push, not two.
+The lock below serialises their updates.
+
 A worktree is detached at the exact commit of the job. Updates hold the lock
 exclusively; adding and removing worktrees hold it shared (so no fetch runs
 under a checkout; git guards concurrent worktree changes itself); reading a
@@ -36,6 +42,13 @@ from ..errors import BadInput
 from .commands import GitError, check_sha, repo_key, resolve_repo, run_git, run_git_bytes
 
 NO_HOOKS = ["-c", "core.hooksPath=/dev/null"]  # a checkout for a job runs none of the mirror's hooks
+MIRRORS_ENV = "TRIVIALCI_MIRRORS"  # where the mirrors are, if not in WORKDIR/mirrors (shared on one host)
+
+
+def mirrors_dir(workdir, env=None) -> Path:
+    """Where the mirrors of a node with this workdir are: $TRIVIALCI_MIRRORS, or WORKDIR/mirrors."""
+    shared = (os.environ if env is None else env).get(MIRRORS_ENV)
+    return Path(os.path.abspath(shared)) if shared else Path(os.path.abspath(workdir)) / "mirrors"
 
 
 class Mirror:
@@ -46,8 +59,8 @@ class Mirror:
         self.repo = resolve_repo(repo)
         self.timeout = timeout
         key = repo_key(self.repo)
-        self.path = self.workdir / "mirrors" / f"{key}.git"
-        self.lock_path = self.workdir / "mirrors" / f"{key}.lock"
+        self.path = mirrors_dir(workdir) / f"{key}.git"
+        self.lock_path = mirrors_dir(workdir) / f"{key}.lock"
 
     def update(self) -> None:
         """Bring the mirror up to date with the repository: clone it the first time, then fetch --prune."""

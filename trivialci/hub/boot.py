@@ -5,7 +5,8 @@ The hub asks for a worker with boot_worker {"kind": KIND, "name": NAME}
 the hub's environment, comma-separated `KIND=WHERE` (KIND `*`: every other kind):
 
   unset, or KIND=local   here: `python -m trivialci worker ...` in a session of
-                         its own, output in SPOOL/workers/NAME.log
+                         its own, output in SPOOL/workers/NAME.log, sharing the
+                         hub's git mirrors (TRIVIALCI_MIRRORS)
   KIND=[USER@]HOST       there: ssh HOST 'setsid -f COMMAND worker ... >>LOG 2>&1 </dev/null'
   KIND=none              nowhere: workers of KIND are started by other means (systemd on their hosts)
   set, KIND not named    nowhere, and the boot fails saying what to add
@@ -31,6 +32,7 @@ from pathlib import Path
 from ..errors import BadInput, TrivialCiError
 from ..jobs import check_kind
 from ..spool.layout import check_node_name, under
+from ..git.mirror import MIRRORS_ENV, mirrors_dir
 from .scheduling import LOST_AFTER
 
 HOSTS_ENV = "TRIVIALCI_BOOT_HOSTS"
@@ -70,6 +72,7 @@ def boot_here(kind: str, name: str, env) -> str:
     if env.get("TRIVIALCI_UI_URL"):  # finished jobs' log links lead to the hub's page of the job
         command += ["--hub-ui", env["TRIVIALCI_UI_URL"]]
     environment = {k: v for k, v in env.items() if not (k.startswith("TRIVIALCI_") and k[10:] in PER_EVENT)}
+    environment[MIRRORS_ENV] = str(mirrors_dir(env["TRIVIALCI_WORKDIR"], env))  # one host, one fetch per push
     os.makedirs(os.path.join(spool, "workers"), exist_ok=True)
     with open(under(Path(spool) / "workers", f"{name}.log"), "ab") as log:
         worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environment,

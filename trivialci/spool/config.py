@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import forkserver
 from .heartbeat import HEARTBEAT_SECONDS
 
 
@@ -21,3 +22,4 @@ class NodeConfig:
     tick: float | None = None  # drop a `tick` event into its own inbox every N seconds (if it has a script)
     advertise: dict = field(default_factory=dict)  # extra TRIVIALCI_* variables, and heartbeat fields
     outbox: Path | None = None  # a worker's: its scripts' events for the hub wait there (see outbox.py)
+    fork_server: bool = field(default_factory=forkserver.wanted)  # fork TYPE.py scripts (see forkserver.py)

@@ -35,6 +35,7 @@ from .delivery import emit, reap_tmp
 from ..errors import SpoolUnavailable, TrivialCiError
 from .event import BadEvent
 from .faults import crash_point, term_point
+from .forkserver import ForkServer
 from .heartbeat import remove_heartbeat, write_heartbeat
 from .inbox import InboxTracker
 from .notices import InboxNotices
@@ -74,6 +75,7 @@ class Node:
         self.forwarder: ForwarderThread | None = None
         if config.outbox is not None:
             self._script_env[OUTBOX_ENV] = str(config.outbox)
+        self.fork_server = ForkServer(config.pipeline, self._script_env, node_dir.node, config.fork_server)
 
     # --- life cycle -------------------------------------------------------
 
@@ -86,6 +88,7 @@ class Node:
             raise
         try:
             self.notices.start()
+            self.fork_server.start()  # it imports while the node recovers
             self._prepare_own_disk()
             self._recover()
             if self.forwarder is not None:  # first of all, what an earlier run could not deliver
@@ -122,6 +125,7 @@ class Node:
 
     def close(self) -> None:
         self.notices.stop()
+        self.fork_server.close()
         if self.forwarder is not None:
             self.forwarder.stop()
             self.forwarder = None
@@ -267,7 +271,7 @@ class Node:
     def _open_and_run(self, taken: Claim) -> None:
         extra = {"TRIVIALCI_PIPELINE": str(self.config.pipeline)}
         self.children.track(runner.run_claim(taken, self.config.pipeline, {**self._script_env, **extra},
-                                             self.config.timeout))
+                                             self.config.timeout, self.fork_server))
         crash_point("started")
 
     # --- running scripts --------------------------------------------------
