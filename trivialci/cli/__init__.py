@@ -1,6 +1,6 @@
 """The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|history`.
 
-Only this module imports click. Errors reach the user as one line on stderr
+Only this package imports click. Errors reach the user as one line on stderr
 and an exit status (docs/protocol.md, "Exit statuses"); a traceback is shown
 only for a bug, and only with TRIVIALCI_DEBUG=1.
 """
@@ -15,25 +15,25 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .spool.delivery import SPOOL_ENV, emit
-from .errors import BadInput, TrivialCiError
-from .spool.event import parse_payload_text
-from .store.history import format_job_record, format_job_table, job_log, list_jobs, show_job
-from .git.gitwatcher import GitWatcher
-from .spool.layout import check_node_name, hub_dir, worker_dir
-from .spool.node import Node, NodeConfig
-from .spool.status import format_status, spool_status
-from .store import STORE_ENV, open_store
-from . import git
-from .spool import mounts
-from .hub import pipelinesource, requests
-from .web import ui as webui
-from . import up as up_tree
-from .hub.state import HubState
-from .jobs import is_job_id
-from .hub.jobview import format_jobs, jobs_summary
-from .web.logserver import LogServer, parse_listen
+from .. import __version__
+from ..spool.delivery import SPOOL_ENV, emit
+from ..errors import BadInput, TrivialCiError
+from ..spool.event import parse_payload_text
+from ..store.history import format_job_record, format_job_table, job_log, list_jobs, show_job
+from ..git.gitwatcher import GitWatcher
+from ..spool.layout import check_node_name, hub_dir, worker_dir
+from ..spool.node import Node, NodeConfig
+from ..spool.status import format_status, spool_status
+from ..store import STORE_ENV, open_store
+from .. import git
+from ..spool import mounts
+from ..hub import pipelinesource, requests
+from ..web import ui as webui
+from .. import up as up_tree
+from ..hub.state import HubState
+from ..jobs import is_job_id
+from ..hub.jobview import format_jobs, jobs_summary
+from ..web.logserver import LogServer, parse_listen
 
 log = logging.getLogger("trivialci")
 
@@ -70,7 +70,7 @@ class _CliError(click.ClickException):
 
 def default_pipeline() -> Path:
     """The pipeline that ships with TrivialCi (installed, or in a source checkout)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent
     for candidate in (here / "pipeline", here.parent / "pipeline"):
         if candidate.is_dir():
             return candidate
