@@ -5,6 +5,7 @@
     web                          the hub's UI, the worker's log server
     worker                       one job on a worker
     hub                          state/, queue, dispatch, boots
+    forge                        webhooks in, commit statuses out (GitHub, Gitea, GitLab)
     git                          safe git, mirrors, the gitwatcher
     store                        the artifact store, history
     spool                        the on-disk protocol: stdlib only
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trivialci"
-LAYERS = [{"errors", "jobs"}, {"spool"}, {"store"}, {"git"}, {"hub"}, {"worker"}, {"web"}, {"up"},
+LAYERS = [{"errors", "jobs"}, {"spool"}, {"store"}, {"git"}, {"forge"}, {"hub"}, {"worker"}, {"web"}, {"up"},
           {"cli", "__main__"}]
 SPOOL = sorted(f"trivialci.spool.{p.stem}" for p in (PACKAGE / "spool").glob("*.py")
                if p.stem not in ("__init__", "watcher"))
@@ -43,8 +44,8 @@ def test_importing_the_spool_layer_loads_no_click_watchdog_or_boto3():
 
 
 def test_importing_the_store_git_and_hub_loads_no_click_watchdog_or_boto3():
-    assert loaded_heavy_modules("trivialci.store", "trivialci.store.history", "trivialci.git", "trivialci.hub",
-                                "trivialci.worker") == []
+    assert loaded_heavy_modules("trivialci.store", "trivialci.store.history", "trivialci.git", "trivialci.forge",
+                                "trivialci.hub", "trivialci.worker") == []
 
 
 def imported_modules(path: Path) -> set[str]:

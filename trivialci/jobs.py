@@ -16,6 +16,7 @@ JOB_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}\Z")
 
 
 class JobStatus(str, enum.Enum):
+    HELD = "HELD"  # untrusted (a fork's pull request): never dispatched until `trivialci approve JOB`
     QUEUED = "QUEUED"  # waiting in state/queue/KIND/ for a worker
     STARTING = "STARTING"  # handed to a worker, which is fetching and checking out
     BUILDING = "BUILDING"  # the repository's .trivialci/KIND runs
