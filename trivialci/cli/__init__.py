@@ -1,10 +1,11 @@
-"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|history`.
+"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|approve|history`.
 
 Only this package imports click. Errors reach the user as one line on stderr
 and an exit status (docs/protocol.md, "Exit statuses"); a traceback is shown
 only for a bug, and only with TRIVIALCI_DEBUG=1.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -34,6 +35,7 @@ from ..hub.state import HubState
 from ..jobs import is_job_id
 from ..hub.jobview import format_jobs, jobs_summary
 from ..web.logserver import LogServer, parse_listen
+from . import forges
 
 log = logging.getLogger("trivialci")
 
@@ -135,6 +137,7 @@ def cli():
     trivialci jobs --spool /var/ci                 queue, running jobs, last results
     trivialci build --repo URL --branch main --wait
     trivialci cancel JOB --spool /var/ci
+    trivialci approve JOB --spool /var/ci          build a fork's pull request held for approval
     trivialci history list --store file:///srv/ci-store
     """
 
@@ -144,18 +147,22 @@ def cli():
 @node_options
 @click.option("--ui", default=None, metavar="HOST:PORT",
               help="Serve the read-only web UI there (127.0.0.1:0 picks a free port); its URL goes into hub.json.")
+@forges.webhook_options
+@click.option("--repo", multiple=True, help="With --webhook: a repository whose webhooks are built (several times).")
 def hub(spool, ui, **options):
     """Run the hub: handle events dropped into SPOOL/inbox/.
 
     Runs until SIGTERM or SIGINT (a second one skips the grace period).
     """
-    if not ui:
-        return run_node(hub_dir(spool), options, advertise={})
-    store = open_store(options["store"]) if options["store"] else None
-    with webui.WebUI(spool, store, *webui.parse_address(ui)) as server:
-        _setup_logging()
-        log.info("hub: web UI at %s", server.url)
-        run_node(hub_dir(spool), options, advertise={"ui_url": server.url})
+    _setup_logging()
+    with contextlib.ExitStack() as servers:
+        advertise = {}
+        if ui:
+            store = open_store(options["store"]) if options["store"] else None
+            advertise["ui_url"] = servers.enter_context(webui.WebUI(spool, store, *webui.parse_address(ui))).url
+            log.info("hub: web UI at %s", advertise["ui_url"])
+        advertise.update(forges.start_forges(servers, spool, options, advertise.get("ui_url")))
+        run_node(hub_dir(spool), options, advertise=advertise)
 
 
 @cli.command()
@@ -252,25 +259,32 @@ def cancel(spool, job):
 
 
 @cli.command()
-@click.option("--repo", required=True, help="The repository to watch and build (a path or URL).")
+@click.option("--repo", "repos", required=True, multiple=True,
+              help="A repository to watch and build (a path or URL); give --repo again for more.")
 @click.option("--spool", default=None, type=click.Path(file_okay=False), help="[default: ~/.local/share/trivialci/spool]")
 @click.option("--store", default=None, help="[default: file://~/.local/share/trivialci/store]")
 @click.option("--workdir", default=None, type=click.Path(file_okay=False), help="[default: ~/.cache/trivialci]")
 @click.option("--pipeline", type=click.Path(file_okay=False), default=None, help="[default: the shipped pipeline]")
 @click.option("--ui", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT|off",
               help="Where the hub serves its web UI (a free port if that one is taken); off: no web UI.")
-def up(repo, spool, store, workdir, pipeline, ui):
-    """Run the whole CI for one repository here: hub, gitwatcher, workers. Ctrl-C stops it all."""
+@forges.webhook_options
+@click.option("--poll", default=None, type=click.FloatRange(min=0.05),
+              help=f"Seconds between two listings of each repository's branches [default: {up_tree.WATCH_SECONDS:g}; "
+                   f"with --webhook {up_tree.SAFETY_NET_SECONDS:g}, a safety net for lost deliveries].")
+def up(repos, spool, store, workdir, pipeline, ui, poll, **hooks):
+    """Run the whole CI for repositories here: hub, gitwatchers, workers. Ctrl-C stops it all."""
     defaults = up_tree.default_paths()
     spool, store = Path(spool or defaults["spool"]).resolve(), store or defaults["store"]
     workdir = Path(workdir or defaults["workdir"]).resolve()
-    repo = git.resolve_repo(repo)
+    repos = [git.resolve_repo(repo) for repo in repos]
+    hub_args, shown_hooks = forges.up_hub_arguments(repos, **hooks)
     ui = None if ui == "off" else webui.free_address(ui)
     shown_ui = f"  ui        http://{ui}/\n" if ui else ""
-    click.echo(f"trivialci up: watching {repo}\n{shown_ui}  spool     {spool}\n  store     {store}\n  workdir   {workdir}\n"
-               f"  jobs      trivialci jobs --spool {spool}\n"
+    click.echo(f"trivialci up: watching {', '.join(repos)}\n{shown_ui}{shown_hooks}  spool     {spool}\n"
+               f"  store     {store}\n  workdir   {workdir}\n  jobs      trivialci jobs --spool {spool}\n"
                f"  history   trivialci history list --store {store}\nCtrl-C stops everything.", err=True)
-    children = up_tree.start_tree(repo, spool, store, workdir, _pipeline_dir(pipeline), ui)
+    poll = poll or (up_tree.SAFETY_NET_SECONDS if hooks["webhook"] else up_tree.WATCH_SECONDS)
+    children = up_tree.start_tree(repos, spool, store, workdir, _pipeline_dir(pipeline), ui, hub_args, poll)
     try:
         status_code = up_tree.wait_for_signal(children)
     finally:
@@ -406,6 +420,9 @@ def _setup_logging() -> None:
     watchdog_log = logging.getLogger("watchdog")  # e.g. "Inotify queue overflowed", in the node's format
     watchdog_log.addHandler(handler)
     watchdog_log.setLevel(logging.WARNING)
+
+
+cli.add_command(forges.approve)
 
 
 def main() -> None:

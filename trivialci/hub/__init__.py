@@ -5,15 +5,18 @@ events in its done/ and rebuilt from them when deleted. Its pipeline scripts
 change it through the functions exported here, which docs/scripting.md
 documents: they are the API a user's hub scripts may rely on.
 
-It may import the git layer, the stores, the spool layer, trivialci.jobs and
-trivialci.errors; never the worker, the web or the CLI.
+It may import the forge layer, the git layer, the stores, the spool layer,
+trivialci.jobs and trivialci.errors; never the worker, the web or the CLI.
 """
 
+from .approval import approve_job, hold_job
 from .boot import boot as boot_worker
+from .forgestatus import report_change
 from .pipelinesource import refresh_if_source as refresh_pipeline_if_source
 from .scheduling import (LOST_AFTER, boot_workers, cancel_running, dispatch, end_queued, queue_job, requeue_lost,
                          worker_ready)
 from .state import HubState
 
-__all__ = ["HubState", "LOST_AFTER", "boot_worker", "boot_workers", "cancel_running", "dispatch", "end_queued",
-           "queue_job", "refresh_pipeline_if_source", "requeue_lost", "worker_ready"]
+__all__ = ["HubState", "LOST_AFTER", "approve_job", "boot_worker", "boot_workers", "cancel_running", "dispatch",
+           "end_queued", "hold_job", "queue_job", "refresh_pipeline_if_source", "report_change", "requeue_lost",
+           "worker_ready"]

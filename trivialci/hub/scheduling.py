@@ -31,6 +31,9 @@ BOOT_PATIENCE = 2 * LOST_AFTER  # a booted worker has this long to show its hear
 BUILD_TIMEOUT = 3600.0
 RECORD_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
                  "queue_wait", "run_time", "exit_code", "reason")
+# A job's trust, as the script that queued it gave it ("trusted": false for a fork's pull request, "approval"
+# once a person approved it): carried to the worker as it is, which judges it.
+TRUST_FIELDS = ("trusted", "approval")
 ATTEMPT_FIELDS = ("worker", "worker_process", "log_url", "dispatched", "started", "ended", "exit_code", "reason", "queue_wait", "run_time")
 
 
@@ -70,6 +73,7 @@ def _hand_over(state: HubState, worker: dict, job_id: str) -> str:
     job = state.job(job_id)
     timeout = float(job.get("params", {}).get("timeout", BUILD_TIMEOUT))
     package = {key: job.get(key) for key in ("job", "repo", "branch", "sha", "kind", "attempt", "params", "queued")}
+    package.update({key: job[key] for key in TRUST_FIELDS if key in job})  # absent: trusted (a push)
     record_status(state, {"job": job_id, "status": JobStatus.STARTING, "worker": worker["name"],
                           "worker_process": _process_of(state, worker["name"]), "attempt": job["attempt"],
                           "dispatched": iso_now(), "log_url": _log_url_of(state, worker["name"], job_id)})
