@@ -165,4 +165,5 @@ def test_only_open_store_loads_the_s3_backend():
 def test_only_the_cli_starts_the_log_server_and_the_web_ui():
     assert all(map(in_cli, importers_of("trivialci.web.logserver"))), "the log server is started by `trivialci worker` alone"
     assert all(map(in_cli, importers_of("trivialci.web.ui"))), "the web UI is started by `trivialci hub --ui` alone"
+    assert all(map(in_cli, importers_of("trivialci.web.webhook"))), "the webhook endpoint: `trivialci hub --webhook`"
     assert importers_of("trivialci.web.pages") | importers_of("trivialci.web.views") <= {"web/ui.py"}

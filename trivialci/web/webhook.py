@@ -184,7 +184,8 @@ class Handler(BaseHTTPRequestHandler):
             if answer.status == 405:
                 self.send_header("Allow", "POST")
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
         except OSError:
             pass  # the client went away: the log line below still says what it was told
         self.log_answer(answer)
