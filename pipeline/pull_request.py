@@ -16,39 +16,40 @@ carry "trusted": false either way, so a sandbox gives them no secrets.
 
 import json
 import os
-import re
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.forge import forge_fields
+from trivialci.forge import forge_fields, pull_request_fields
 from trivialci.git import Mirror, check_branch, check_repo, check_sha
 from trivialci.hub import HubState, boot_workers, cancel_running, dispatch, end_queued, hold_job, queue_job
 from trivialci.jobs import RUNNING, JobStatus, new_job_id
 
 TRUSTED_AUTHORS = []  # forge user names whose pull requests from forks are built without an approval
 TRUST_OWN_BRANCHES = True  # a pull request from a branch of the repository itself is built without one
-REQUEST_BRANCH = re.compile(r"(pull|merge-requests)/[1-9][0-9]{0,9}\Z")
 
 
 def main(payload: dict) -> None:
     state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
-    repo, branch = check_repo(payload["repo"]), check_branch(payload["branch"])
-    if not REQUEST_BRANCH.match(branch):
-        raise TrivialCiError(f"bad branch {branch!r} for a pull request: pull/N or merge-requests/N")
+    repo, branch, request = check_repo(payload["repo"]), check_branch(payload["branch"]), pull_request_fields(payload)
+    if branch not in (f"pull/{request['pr']}", f"merge-requests/{request['pr']}"):
+        raise TrivialCiError(f"bad branch {branch!r} for pull request {request['pr']}: pull/N or merge-requests/N")
     if payload.get("action") == "closed":
         end_jobs(state, repo, branch, JobStatus.CANCELLED, f"pull request {branch} was closed")
         return
     sha = check_sha(payload["new"])
+    if any((state.job(job_id) or {}).get("sha") == sha for job_id in state.branch_jobs(repo, branch)):
+        print(f"already queued: {branch} {sha[:12]} has jobs that are not final")
+        return
     kinds = declared_kinds(repo, sha)
     end_jobs(state, repo, branch, JobStatus.SUPERSEDED, f"a newer push to {branch}: {sha[:12]}", keep=sha)
     if not kinds:
         print(f"nothing to build: {sha[:12]} has no executable files in .trivialci/")
         return
-    trusted = is_trusted(payload)
+    trusted = is_trusted(request)
     for kind in kinds:
         package = {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha, "kind": kind, "attempt": 1,
-                   "params": {}, "pr": payload.get("number"), "trusted": trusted, "author": payload.get("author"),
-                   "head_repo": payload.get("head_repo"), **forge_fields(payload, state.node_dir.spool)}
+                   "params": {}, "pr": request["pr"], "trusted": trusted, "author": request["author"],
+                   "head_repo": request["head_repo"], **forge_fields(payload, state.node_dir.spool)}
         job = (queue_job if trusted else hold_job)(state, package)
         print(f"{'queued' if trusted else 'held'} {job['job']}: {branch} {sha[:12]} for {kind}"
               + ("" if trusted else f" (a fork's pull request: trivialci approve {job['job']})"))
@@ -56,10 +57,11 @@ def main(payload: dict) -> None:
     boot_workers(state)
 
 
-def is_trusted(payload: dict) -> bool:
-    if payload.get("fork") is False and TRUST_OWN_BRANCHES:
+def is_trusted(request: dict) -> bool:
+    """The trust decision: a branch of the repository itself, or an author on the list."""
+    if not request["fork"] and TRUST_OWN_BRANCHES:
         return True
-    return payload.get("author") in TRUSTED_AUTHORS
+    return request["author"] in TRUSTED_AUTHORS
 
 
 def declared_kinds(repo: str, sha: str) -> list[str]:

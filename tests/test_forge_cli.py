@@ -9,7 +9,7 @@ import signal
 import socket
 
 import pytest
-from conftest import pid_alive, run_cli, wait_for, write_script
+from conftest import pid_alive, records, run_cli, wait_for, write_script
 from forges import SECRET, TOKEN, deliver, push
 from gitrepo import Origin, git
 
@@ -147,3 +147,32 @@ def test_a_worker_the_hub_boots_never_inherits_the_hubs_secrets(spool, pipeline,
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not pid_alive(pid), timeout=30, message="the booted worker to stop")
     assert TOKEN.encode() not in environ and SECRET.encode() not in environ
+
+
+@pytest.mark.parametrize("event_type, change, words", [
+    ("pull_request", {"number": "7"}, "pull request number"),
+    ("pull_request", {"number": True}, "pull request number"),
+    ("pull_request", {"branch": "main"}, "bad branch 'main' for pull request 7"),
+    ("pull_request", {"number": 8}, "bad branch 'pull/7' for pull request 8"),
+    ("pull_request", {"new": "HEAD"}, "bad commit id"),
+    ("pull_request", {"branch": "-x"}, "bad branch name"),
+    ("approve", {"job": "../../x"}, "bad job id"),
+    ("approve", {"job": "20261125T034405Z-abc123"}, "no job 20261125T034405Z-abc123"),
+    ("commit_status", {"forge": "github", "status": "PASSED", "forge_repo": "../x"}, "refused repository name"),
+    ("commit_status", {"forge": "nowhere", "status": "PASSED"}, "unknown forge"),
+    ("commit_status", {"forge": "github", "status": "GREAT"}, "bad job status"),
+])
+def test_a_hostile_forge_event_dropped_in_the_spool_is_refused_by_its_script(spool, tmp_path, event_type, change,
+                                                                             words):
+    base = {"pull_request": {"repo": str(tmp_path / "nowhere.git"), "action": "opened", "number": 7,
+                             "branch": "pull/7", "ref": "refs/pull/7/head", "new": "a" * 40, "fork": True},
+            "approve": {"job": "20261125T034405Z-abc123", "sha": "a" * 40, "by": "me"},
+            "commit_status": {"job": "20261125T034405Z-abc123", "forge_repo": "octo/app", "sha": "a" * 40,
+                              "kind": "build", "attempt": 1}}[event_type]
+    assert run_cli("emit", event_type, json.dumps({**base, **change}), "--spool", spool).returncode == 0
+    done = run_cli("hub", "--spool", spool, "--drain", "--workdir", tmp_path / "wd", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert len(records(spool, "failed")) == 1
+    text = "".join(p.read_text() for p in spool.glob("failed/*/*.log"))
+    assert "refused" in text and words in text, text
+    assert not (spool / "state" / "statuses").exists() or not list((spool / "state" / "statuses").glob("*.json"))

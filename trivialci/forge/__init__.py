@@ -19,6 +19,7 @@ are what pipeline scripts may use (docs/scripting.md).
 """
 
 from ..git.commands import check_repo
+from . import hooks
 from .hooks import Refusal, full_name
 from .outbox import Outbox, check_report
 from .registry import FORGES, forge_named
@@ -35,6 +36,13 @@ def forge_fields(payload: dict, spool=None) -> dict:
     return {"forge": payload["forge"], "forge_repo": full_name(payload.get("forge_repo"))}
 
 
+def pull_request_fields(payload: dict) -> dict:
+    """{"pr", "author", "head_repo", "fork"} of a pull_request event, each checked: the number is a positive
+    integer (Refusal otherwise), names are one printable line or None, and anything but "fork": false is a fork."""
+    return {"pr": hooks.number(payload.get("number")), "author": hooks.text(payload.get("author")),
+            "head_repo": hooks.full_name_or_none(payload.get("head_repo")), "fork": payload.get("fork") is not False}
+
+
 def queue_status(spool, report: dict) -> str:
     """Queue a commit status for the hub's sender (the newest report of a commit and context wins); a line for the
     event's log. BadInput (nothing written) for a report that breaks a grammar."""
@@ -42,4 +50,4 @@ def queue_status(spool, report: dict) -> str:
 
 
 __all__ = ["FORGES", "Refusal", "check_report", "describe", "forge_fields", "forge_named", "order_of",
-           "queue_status"]
+           "pull_request_fields", "queue_status"]
