@@ -1,7 +1,9 @@
 """Webhooks: a signed POST to the event in the inbox and to the build started; the endpoint under load.
 
 1. delivered   signed GitHub push -> 202 (answered once the event is in the hub's inbox, fsynced),
-               against the same event written by trivialci.emit in this process (the baseline);
+               against the same event written by trivialci.emit in this process (the baseline); the
+               pushes go to four branches in turn, as pushes do (a branch name new to the endpoint
+               costs one git check-ref-format, a few ms);
 2. started     signed push -> the first line of the repository's build script, through the real flow
                (shipped pipeline, a worker the hub booted and kept), against the same push sent as a
                branch_update by trivialci.emit (what the gitwatcher does), interleaved;
@@ -40,6 +42,7 @@ SECRET = "bench-secret"
 PROBE = "import time, os; t = time.time()\nopen(os.environ['BENCH_MARKS'], 'a').write(f'{t!r}\\n')\n"
 BUILD = "#!/bin/sh\ndate +%s.%N >> \"$BENCH_MARKS\"\n"
 NOTHING = "import sys; sys.stdin.read()\n"
+BRANCHES = ["main", "feature/login", "fix/crash", "release/1.2"]
 
 
 def signed(event: str, body: bytes) -> dict:
@@ -82,7 +85,8 @@ def delivered(tmp: Path, samples: int) -> tuple[list[float], list[float]]:
     posted, emitted = [], []
     try:
         for number in range(samples):
-            body = json.dumps(push("github", "octo/app", f"b{number}", f"{number:040x}")).encode()
+            branch = BRANCHES[number % len(BRANCHES)]  # pushes come again and again to a few branches
+            body = json.dumps(push("github", "octo/app", branch, f"{number:040x}")).encode()
             started = time.perf_counter()
             status, text = post(url + "github", body, signed("push", body))
             posted.append(time.perf_counter() - started)
