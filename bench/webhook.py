@@ -9,8 +9,9 @@
                branch_update by trivialci.emit (what the gitwatcher does), interleaved;
 3. load        CLIENTS processes POST signed deliveries (a 7 KB push body of an event that builds
                nothing: verified, parsed, answered 200) for LOAD_SECONDS (<= 10 s); the endpoint's
-               requests/s, and the hub's dispatch latency (emit -> a probe script's first line) with
-               and without that load, as a ratio.
+               requests/s and the hub process's CPU per request, and the hub's dispatch latency
+               (emit -> a probe script's first line) with and without that load, as a ratio. The
+               clients run on the same cores as the hub: on a 2-core host they take much of the CPU.
 
     .venv/bin/python bench/webhook.py [--samples 40] [--builds 12] [--load-seconds 8] [--clients 4]
 """
@@ -32,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import trivialci  # noqa: E402
-from _util import (ROOT, Hub, Scratch, median, ms, percentile, print_table, ratio, spread, wait_for,  # noqa: E402
-                   write_script)
+from _util import (ROOT, Hub, Scratch, cpu_seconds, median, ms, percentile, print_table, ratio, spread,  # noqa: E402
+                   wait_for, write_script)
 from forges import post, push  # noqa: E402
 
 from trivialci.up import local_worker_pids  # noqa: E402
@@ -183,7 +184,7 @@ def _client(url: str, until: float, counts) -> None:
     counts.put(done)
 
 
-def load(tmp: Path, seconds: float, clients: int, probes: int) -> tuple[float, list[float], list[float]]:
+def load(tmp: Path, seconds: float, clients: int, probes: int) -> tuple[float, float, list[float], list[float]]:
     pipeline = tmp / "p3"
     write_script(pipeline, "probe.py", PROBE)
     spool, marks = tmp / "s3", Marks(tmp / "probe.marks")
@@ -191,6 +192,7 @@ def load(tmp: Path, seconds: float, clients: int, probes: int) -> tuple[float, l
     try:
         quiet = dispatch_latencies(spool, marks, probes, time.time() + 60)
         counts = multiprocessing.Queue()
+        cpu_before = cpu_seconds(hub.pid)
         until = time.time() + seconds
         workers = [multiprocessing.Process(target=_client, args=(url, until, counts)) for _ in range(clients)]
         for worker in workers:
@@ -199,9 +201,10 @@ def load(tmp: Path, seconds: float, clients: int, probes: int) -> tuple[float, l
         for worker in workers:
             worker.join()
         total = sum(counts.get() for _ in workers)
+        cpu = cpu_seconds(hub.pid) - cpu_before  # the hub process: its loop, and the endpoint's threads
     finally:
         hub.stop()
-    return total / seconds, quiet, loaded
+    return total / seconds, cpu / max(total, 1), quiet, loaded
 
 
 def dispatch_latencies(spool: Path, marks: Marks, count: int, until: float) -> list[float]:
@@ -225,7 +228,7 @@ def main() -> None:
     with Scratch() as tmp:
         posted, emitted = delivered(tmp, args.samples)
         hooked, by_emit = started(tmp, args.builds)
-        rate, quiet, loaded = load(tmp, args.load_seconds, args.clients, 200)
+        rate, cpu_per_request, quiet, loaded = load(tmp, args.load_seconds, args.clients, 200)
     rows = [["POST -> event in inbox (202)", ms(median(posted)), ms(percentile(posted, 90)), spread(posted, 1e3),
              f"{ratio(median(posted), median(emitted)):.2f} x emit() ({ms(median(emitted))} ms)"],
             ["POST -> build started", ms(median(hooked)), ms(percentile(hooked, 90)), spread(hooked, 1e3),
@@ -234,7 +237,8 @@ def main() -> None:
             [f"hub dispatch, {rate:.0f} req/s", ms(median(loaded)), ms(percentile(loaded, 90)), spread(loaded, 1e3),
              f"{ratio(median(loaded), median(quiet)):.2f} x no load"]]
     print_table(f"webhooks ({args.samples} deliveries, {args.builds} builds each way, {args.load_seconds:g} s "
-                f"of load from {args.clients} clients: {rate:.0f} signed requests/s verified)",
+                f"of load from {args.clients} clients: {rate:.0f} signed requests/s verified, "
+                f"{cpu_per_request * 1e6:.0f} us of the hub's CPU each)",
                 ["what", "p50 ms", "p90 ms", "min-max ms", "ratio"], rows)
 
 
