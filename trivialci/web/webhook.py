@@ -104,7 +104,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def _answer_busy(request: socket.socket) -> None:
-    body = b"busy: too many deliveries at once; the forge will retry\n"
+    body = b"busy: too many deliveries at once; redeliver in a moment\n"
     try:
         request.settimeout(1.0)
         request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -146,7 +146,7 @@ class Handler(BaseHTTPRequestHandler):
         if int(length) <= LARGE_BODY:
             return self.deliver(int(length))
         if not self.large.acquire(blocking=False):
-            return Answer(503, "busy: too many large deliveries at once; the forge will retry")
+            return Answer(503, "busy: too many large deliveries at once; redeliver in a moment")
         try:
             return self.deliver(int(length))
         finally:
