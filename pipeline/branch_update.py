@@ -11,6 +11,7 @@ import os
 import sys
 
 from trivialci import TrivialCiError
+from trivialci.forge import forge_fields
 from trivialci.git import Mirror
 from trivialci.hub import (TRUST_FIELDS, HubState, boot_workers, cancel_running, check_branch_update, dispatch,
                            end_queued, queue_job, refresh_pipeline_if_source)
@@ -33,6 +34,9 @@ def main(payload: dict) -> None:
     if any(fnmatch.fnmatchcase(branch, pattern) for pattern in SKIPPED_BRANCHES):
         note(state, payload, [], f"skipped: {branch} matches {SKIPPED_BRANCHES}")
         return
+    if state.branch_sha(repo, branch) == sha and not payload.get("request"):  # a webhook and the poll saw it
+        note(state, payload, [], f"already queued: {branch} {sha[:12]} (seen before, by a webhook or the poll)")
+        return
     kinds = declared_kinds(repo, sha)
     if not kinds:
         note(state, payload, [], f"nothing to build: {sha[:12]} has no executable files in .trivialci/")
@@ -43,7 +47,8 @@ def main(payload: dict) -> None:
     for kind in kinds:
         job = queue_job(state, {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha,
                                 "kind": kind, "attempt": 1, "params": payload["params"],
-                                "request": payload.get("request"), **trust_of(payload)})
+                                "request": payload.get("request"), **trust_of(payload),
+                                **forge_fields(payload, state.node_dir.spool)})
         queued.append(job["job"])
     note(state, payload, queued, f"queued {', '.join(queued)}: {branch} {sha[:12]} for {', '.join(kinds)}")
     dispatch(state)

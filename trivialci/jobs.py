@@ -34,6 +34,7 @@ MAX_REASON_CHARS = 4096
 
 
 class JobStatus(str, enum.Enum):
+    HELD = "HELD"  # untrusted (a fork's pull request): never dispatched until `trivialci approve JOB`
     QUEUED = "QUEUED"  # waiting in state/queue/KIND/ for a worker
     STARTING = "STARTING"  # handed to a worker, which is fetching and checking out
     BUILDING = "BUILDING"  # the repository's .trivialci/KIND runs

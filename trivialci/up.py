@@ -1,7 +1,9 @@
-"""`trivialci up`: the whole CI for one repository on this machine, on defaults.
+"""`trivialci up`: the whole CI for some repositories on this machine, on defaults.
 
 A hub (its boot_worker script starts local workers as jobs need them) and a
-gitwatcher, as child processes in one tree. It runs until SIGINT or SIGTERM,
+gitwatcher per repository, as child processes in one tree. With --webhook the
+hub also takes forge webhooks, and the gitwatchers poll only every
+SAFETY_NET_SECONDS, to catch a delivery the forge lost. It runs until SIGINT or SIGTERM,
 then stops the gitwatcher, the hub and the workers the hub started on this
 host, and waits for them: nothing is left running.
 
@@ -34,6 +36,9 @@ from .web.hosts import ALLOW_HOSTS_ENV
 TICK_SECONDS = 10.0  # lost workers are noticed within LOST_AFTER + this; each tick is a file in done/
 WATCH_SECONDS = 2.0
 MARK = "TRIVIALCI_UP"
+SAFETY_NET_SECONDS = 300.0
+# Only the hub reads these (and removes them from its own environment): the gitwatchers never get them.
+SECRET_NAMES = ("TRIVIALCI_WEBHOOK_SECRET", "TRIVIALCI_GITHUB_TOKEN", "TRIVIALCI_GITEA_TOKEN", "TRIVIALCI_GITLAB_TOKEN")
 
 
 def default_paths() -> dict:
@@ -42,9 +47,10 @@ def default_paths() -> dict:
     return {"spool": data / "spool", "store": f"file://{data / 'store'}", "workdir": cache}
 
 
-def start_tree(repo: str, spool: Path, store: str, workdir: Path, pipeline: Path,
-               ui: str | None = None, allow_hosts=()) -> list[subprocess.Popen]:
-    """The hub (serving its web UI on `ui`, HOST:PORT, if given) and the gitwatcher, as this process's children.
+def start_tree(repos, spool: Path, store: str, workdir: Path, pipeline: Path, ui: str | None = None,
+               hub_args=(), poll: float = WATCH_SECONDS, allow_hosts=()) -> list[subprocess.Popen]:
+    """The hub (serving its web UI on `ui`, HOST:PORT, if given; `hub_args` added) and a gitwatcher for each of
+    `repos` (one repository as a string works too), as this process's children.
 
     `allow_hosts` reach the hub, and the workers it boots, as TRIVIALCI_ALLOW_HOSTS in their environment.
     """
@@ -52,10 +58,12 @@ def start_tree(repo: str, spool: Path, store: str, workdir: Path, pipeline: Path
     env = {**os.environ, MARK: up_mark(), **({ALLOW_HOSTS_ENV: " ".join(allow_hosts)} if allow_hosts else {})}
     hub = subprocess.Popen([*trivialci, "hub", "--spool", str(spool), "--store", store, "--workdir",
                             str(workdir / "hub"), "--tick", str(TICK_SECONDS), "--pipeline", str(pipeline),
-                            *(["--ui", ui] if ui else [])], env=env)
-    watcher = subprocess.Popen([*trivialci, "gitwatcher", "--spool", str(spool), "--repo", repo,
-                                "--interval", str(WATCH_SECONDS)], env=env)
-    return [watcher, hub]
+                            *(["--ui", ui] if ui else []), *hub_args], env=env)
+    environment = {name: value for name, value in env.items() if name not in SECRET_NAMES}
+    watchers = [subprocess.Popen([*trivialci, "gitwatcher", "--spool", str(spool), "--repo", repo,
+                                  "--interval", str(poll)], env=environment)
+                for repo in ([repos] if isinstance(repos, str) else repos)]
+    return [*watchers, hub]
 
 
 def up_mark() -> str:

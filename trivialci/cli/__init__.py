@@ -1,4 +1,4 @@
-"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|history|prune`.
+"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|approve|history|prune`.
 
 Only this package imports click: options.py holds what the commands share
 (one-line errors, the common options), nodes.py the commands that run a part
@@ -11,7 +11,7 @@ in TrivialCi imports this package.
 import click
 
 from .. import __version__
-from . import nodes, records
+from . import forges, nodes, records
 from ..spool import permissions
 from .options import FriendlyGroup
 
@@ -31,6 +31,7 @@ def cli():
     trivialci jobs --spool /var/ci                 queue, running jobs, last results
     trivialci build --repo URL --branch main --wait
     trivialci cancel JOB --spool /var/ci
+    trivialci approve JOB --spool /var/ci          build a fork's pull request held for approval
     trivialci history list --store file:///srv/ci-store
     trivialci prune --spool /var/ci --store file:///srv/ci-store --dry-run
     """
@@ -38,7 +39,7 @@ def cli():
 
 
 for command in (nodes.up, nodes.hub, nodes.worker, nodes.gitwatcher, records.emit_command, records.status, records.jobs,
-                records.build, records.cancel, records.history, records.prune_command):
+                records.build, records.cancel, forges.approve, records.history, records.prune_command):
     cli.add_command(command)
 
 

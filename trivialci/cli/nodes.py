@@ -1,5 +1,6 @@
 """The commands that run a part of the CI: `hub`, `worker`, `gitwatcher`, and `up` for all of them."""
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -24,6 +25,7 @@ from ..web.hosts import allowed_names
 from ..web.logserver import LogServer, parse_listen
 from ..worker import limits as worker_limits
 from ..spool import permissions
+from . import forges
 from .options import (allow_host_option, build_options, configure_builds, default_pipeline, node_options,
                       setup_logging, sharing_option, spool_option, store_dir)
 
@@ -37,6 +39,8 @@ log = logging.getLogger("trivialci")
 @click.option("--ui", default=None, metavar="HOST:PORT",
               help="Serve the read-only web UI there (127.0.0.1:0 picks a free port); its URL goes into hub.json.")
 @allow_host_option
+@forges.webhook_options
+@click.option("--repo", multiple=True, help="With --webhook: a repository whose webhooks are built (several times).")
 def hub(spool, ui, allow_hosts, **options):
     """Run the hub: handle events dropped into SPOOL/inbox/.
 
@@ -44,13 +48,16 @@ def hub(spool, ui, allow_hosts, **options):
     """
     permissions.share_roots(spool, _workdir(options["workdir"], "hub"), store_dir(options["store"]))
     allowed = allowed_names(allow_hosts)  # checked even without --ui: a mistake is said at once
-    if not ui:
-        return run_node(hub_dir(spool), options, advertise={})
-    store = open_store(options["store"]) if options["store"] else None
-    with webui.WebUI(spool, store, *webui.parse_address(ui), allow_hosts=allowed) as server:
-        setup_logging()
-        log.info("hub: web UI at %s", server.url)
-        run_node(hub_dir(spool), options, advertise={"ui_url": server.url})
+    setup_logging()
+    with contextlib.ExitStack() as servers:
+        advertise = {}
+        if ui:
+            store = open_store(options["store"]) if options["store"] else None
+            advertise["ui_url"] = servers.enter_context(webui.WebUI(spool, store, *webui.parse_address(ui),
+                                                                    allow_hosts=allowed)).url
+            log.info("hub: web UI at %s", advertise["ui_url"])
+        advertise.update(forges.start_forges(servers, spool, options, advertise.get("ui_url")))
+        run_node(hub_dir(spool), options, advertise=advertise)
 
 
 @click.command()
@@ -101,7 +108,8 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, ma
 
 @click.command()
 @sharing_option
-@click.option("--repo", required=True, help="The repository to watch and build (a path or URL).")
+@click.option("--repo", "repos", required=True, multiple=True,
+              help="A repository to watch and build (a path or URL); give --repo again for more.")
 @click.option("--spool", default=None, type=click.Path(file_okay=False), help="[default: ~/.local/share/trivialci/spool]")
 @click.option("--store", default=None, help="[default: file://~/.local/share/trivialci/store]")
 @click.option("--workdir", default=None, type=click.Path(file_okay=False), help="[default: ~/.cache/trivialci]")
@@ -110,21 +118,27 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, ma
               help="Where the hub serves its web UI (a free port if that one is taken); off: no web UI.")
 @build_options(["auto", "on", "off"])
 @allow_host_option
-def up(repo, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, secrets, allow_hosts):
-    """Run the whole CI for one repository here: hub, gitwatcher, workers. Ctrl-C stops it all."""
+@forges.webhook_options
+@click.option("--poll", default=None, type=click.FloatRange(min=0.05),
+              help=f"Seconds between two listings of each repository's branches [default: {up_tree.WATCH_SECONDS:g}; "
+                   f"with --webhook {up_tree.SAFETY_NET_SECONDS:g}, a safety net for lost deliveries].")
+def up(repos, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, secrets, allow_hosts, poll, **hooks):
+    """Run the whole CI for repositories here: hub, gitwatchers, workers. Ctrl-C stops it all."""
     allowed = allowed_names(allow_hosts)
     configure_builds(sandbox_mode, build_network, secrets)  # in the hub's environment: its workers inherit it
     defaults = up_tree.default_paths()
     spool, store = Path(spool or defaults["spool"]).resolve(), store or defaults["store"]
     workdir = Path(workdir or defaults["workdir"]).resolve()
     permissions.share_roots(spool, workdir, store_dir(store))  # its children share their own roots too
-    repo = git.resolve_repo(repo)
+    repos = [git.resolve_repo(repo) for repo in repos]
+    hub_args, shown_hooks = forges.up_hub_arguments(repos, **hooks)
     ui = None if ui == "off" else webui.free_address(ui)
     shown_ui = f"  ui        http://{ui}/\n" if ui else ""
-    click.echo(f"trivialci up: watching {repo}\n{shown_ui}  spool     {spool}\n  store     {store}\n  workdir   {workdir}\n"
-               f"  jobs      trivialci jobs --spool {spool}\n"
+    click.echo(f"trivialci up: watching {', '.join(repos)}\n{shown_ui}{shown_hooks}  spool     {spool}\n"
+               f"  store     {store}\n  workdir   {workdir}\n  jobs      trivialci jobs --spool {spool}\n"
                f"  history   trivialci history list --store {store}\nCtrl-C stops everything.", err=True)
-    children = up_tree.start_tree(repo, spool, store, workdir, _pipeline_dir(pipeline), ui, allowed)
+    poll = poll or (up_tree.SAFETY_NET_SECONDS if hooks["webhook"] else up_tree.WATCH_SECONDS)
+    children = up_tree.start_tree(repos, spool, store, workdir, _pipeline_dir(pipeline), ui, hub_args, poll, allowed)
     try:
         status_code = up_tree.wait_for_signal(children)
     finally:

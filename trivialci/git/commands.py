@@ -118,10 +118,11 @@ def check_branch(name: str) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
 def _as_git_reads_branch(name: str) -> str:
-    """What `git check-ref-format --branch` makes of a name; remembered, as a hub applies one branch many times
-    (every job of it, and again when state/ is rebuilt). A refusal raises, and is not remembered."""
+    """`git check-ref-format --branch NAME`, run in / (no repository: a pure function of the name), so an answer
+    is kept: a long-lived process (the webhook endpoint) checks each branch it sees often with one git process.
+    A refusal is an exception, which is not kept."""
     return run_git(["check-ref-format", "--branch", name], cwd="/", timeout=60).rstrip("\n")
 
 

@@ -41,6 +41,9 @@ DEFAULT_SSH = "ssh -o BatchMode=yes -o ConnectTimeout=10"
 # boot_worker event would stop it) and its paths.
 PER_EVENT = {"EVENT", "EVENT_ID", "EVENT_FILE", "ATTEMPT", "LOG", "NODE", "NODE_DIR", "SPOOL", "PIPELINE", "KIND",
              "WORKER", "STORE", "WORKDIR", "UI_URL", "LOG_URL", "OUTBOX"}
+# The hub's secrets: `trivialci hub` removes them from its environment, and a worker (whose builds inherit its
+# environment) must not get them even from a hub started another way.
+HUB_SECRETS = {"WEBHOOK_SECRET", "GITHUB_TOKEN", "GITEA_TOKEN", "GITLAB_TOKEN"}
 
 
 def host_for(kind: str, env) -> str:
@@ -71,7 +74,8 @@ def boot_here(kind: str, name: str, env) -> str:
                "--workdir", str(workdir), "--pipeline", env["TRIVIALCI_PIPELINE"]]
     if env.get("TRIVIALCI_UI_URL"):  # finished jobs' log links lead to the hub's page of the job
         command += ["--hub-ui", env["TRIVIALCI_UI_URL"]]
-    environment = {k: v for k, v in env.items() if not (k.startswith("TRIVIALCI_") and k[10:] in PER_EVENT)}
+    environment = {k: v for k, v in env.items()
+                   if not (k.startswith("TRIVIALCI_") and k[10:] in PER_EVENT | HUB_SECRETS)}
     environment[MIRRORS_ENV] = str(mirrors_dir(env["TRIVIALCI_WORKDIR"], env))  # one host, one fetch per push
     os.makedirs(os.path.join(spool, "workers"), exist_ok=True)
     with open(under(Path(spool) / "workers", f"{name}.log"), "ab") as log:

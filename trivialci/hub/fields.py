@@ -19,6 +19,8 @@ import math
 import re
 
 from ..errors import BadInput
+from ..forge import hooks
+from ..forge.registry import forge_named
 from ..git.commands import check_branch, check_repo, check_sha
 from ..jobs import (check_attempt, check_fields, check_job_id, check_kind, check_params, check_reason,
                     check_request_id, check_status, check_text, check_time, optional)
@@ -98,8 +100,22 @@ JOB_FIELDS = ("repo", "branch", "sha", "kind")  # what a job is: its first updat
 WORK_REQUIRED_FIELDS = {"worker": check_node_name, "kind": check_kind, "after": optional(check_job_id),
                         "attempt": optional(check_attempt)}
 WORK_DONE_FIELDS = {"job": check_job_id, "worker": check_node_name, "status": _status_word}
+def _forge_name(name) -> str:
+    forge_named(name)
+    return name
+
+
+def _shown_text(value):
+    """An author or commit subject from a forge: one printable line, bounded (None if it is not text)."""
+    return hooks.text(value)
+
+
+# What a webhook adds to a push (trivialci/forge/receive.py): each checked like the rest.
+FORGE_CHECKS = {"forge": optional(_forge_name), "forge_repo": optional(hooks.full_name), "author": _shown_text,
+                "subject": _shown_text, "delivery": optional(hooks.delivery_id)}
 BRANCH_UPDATE_FIELDS = {"repo": check_repo, "branch": check_branch, "old": optional(check_sha), "new": check_sha,
-                        "params": check_params, "request": optional(check_request_id), **TRUST_CHECKS}
+                        "params": check_params, "request": optional(check_request_id), **TRUST_CHECKS,
+                        **FORGE_CHECKS}
 
 
 def check_work_status(update) -> dict:

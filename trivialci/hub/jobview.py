@@ -14,6 +14,7 @@ def jobs_summary(state: HubState, recent: int = 15, store=None) -> dict:
     queued = {kind: [state.job(j) for j in state.queued(kind)] for kind in state.queued_kinds()}
     running = [state.job(w["job"]) for w in state.workers() if w["state"] == "busy" and w.get("job")]
     return {
+        "held": [j for j in (state.job(job_id) for job_id in state.held()) if j],
         "queued": {kind: [j for j in jobs if j] for kind, jobs in queued.items() if jobs},
         "running": [j for j in running if j and JobStatus(j["status"]) in RUNNING],
         "recent": _recent(state, recent, store),
@@ -42,7 +43,10 @@ def _is_final(record: dict) -> bool:
 
 def format_jobs(summary: dict) -> str:
     """The summary as text; every value from state/ is shown through `printable` (it is input like any other)."""
-    lines = ["queued:" + ("  (dispatch paused: state/PAUSE exists)" if summary["paused"] else "")]
+    lines = ["held (trivialci approve JOB builds one):"] if summary.get("held") else []
+    lines += [f"  {_cell(j['job'])}  {_cell(j['kind'], 12)} {_short(j)}  {_cell(_origin(j))}"
+              for j in summary.get("held", [])]
+    lines += ["queued:" + ("  (dispatch paused: state/PAUSE exists)" if summary["paused"] else "")]
     for kind, jobs in summary["queued"].items():
         lines += [f"  {_cell(j['job'])}  {_cell(kind, 12)} {_short(j)}  attempt {_cell(j.get('attempt', 1))}"
                   for j in jobs]
@@ -57,6 +61,13 @@ def format_jobs(summary: dict) -> str:
 
 def _cell(value, width: int = 0) -> str:
     return f"{printable(value):<{width}}"
+
+
+def _origin(job: dict) -> str:
+    """Where a held job's code comes from: the pull request and its author, as the forge named them."""
+    pr = f"#{job['pr']}" if job.get("pr") else ""
+    return " ".join(str(part) for part in (pr, job.get("head_repo"), job.get("author") and f"by {job['author']}")
+                    if part)
 
 
 def _short(job: dict) -> str:

@@ -2,9 +2,11 @@
 
     state/queue/KIND/TIME.JOB.json a work package waiting (TIME: when it was queued, to the
                                    millisecond); `ls` shows the order, `rm` dequeues
+    state/held/JOB.json            a job HELD until `trivialci approve JOB` (a fork's pull request)
     state/jobs/JOB.json            the job view: the last known status of every job
     state/workers/NAME.json        workers seen: {name, kind, state: idle|busy|lost, job, since}
-    state/branches/KEY.json        {repo, branch, jobs}: the jobs of a branch not yet final
+    state/branches/KEY.json        {repo, branch, jobs, sha}: the jobs of a branch not yet final, and the
+                                   sha its newest job was queued for
     state/requests/REQ.json        the jobs queued for one `trivialci build` request
     state/boots/KIND.json          {kind, asked}: when a worker of KIND was last asked for
     state/PAUSE                    while it exists (a regular file), nothing is dispatched
@@ -46,7 +48,7 @@ from .fields import check_new_job, check_work_status, check_work_required
 
 REPLAYED = ("work_status", "work_required")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")  # event values that become file names
-RANK = {JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2}
+RANK = {JobStatus.HELD: 0, JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2}
 
 
 class StateUnusable(SpoolUnavailable):
@@ -93,6 +95,22 @@ class HubState:
     def branch_jobs(self, repo: str, branch: str) -> list[str]:
         record = self._read(f"branches/{_branch_key(repo, branch)}.json") or {}
         return record.get("jobs", [])
+
+    def branch_sha(self, repo: str, branch: str) -> str | None:
+        """The sha the newest job of the branch was queued (or held) for: a push seen twice is built once."""
+        record = self._read(f"branches/{_branch_key(repo, branch)}.json") or {}
+        return record.get("sha")
+
+    def forget_branch_sha(self, repo: str, branch: str) -> None:
+        """A deleted branch: a push that brings it back, even at the same sha, is built."""
+        path = f"branches/{_branch_key(repo, branch)}.json"
+        record = self._read(path)
+        if record and record.get("sha"):
+            self._write(path, {**record, "sha": None})
+
+    def held(self) -> list[str]:
+        """Ids of the jobs HELD until someone approves them, oldest first."""
+        return sorted(name[:-5] for name in _list(self.root, "held") if name.endswith(".json"))
 
     def recent_jobs(self, limit: int) -> list[dict]:
         """The newest `limit` jobs; reads only their files."""
@@ -143,6 +161,7 @@ class HubState:
             return current
         job = check_new_job(_merged(current, update))
         self._file_queue_entry(job)
+        self._file_held_entry(job)
         self._file_branch_entry(job)
         if JobStatus(job["status"]) in RUNNING and job.get("worker"):
             self.set_worker(job["worker"], job["kind"], "busy", job["job"])
@@ -163,14 +182,24 @@ class HubState:
             with self._refusing_links(entry):
                 remove_if_present(entry, root=self.root)
 
+    def _file_held_entry(self, job: dict) -> None:
+        entry = f"held/{job['job']}.json"
+        if job["status"] == JobStatus.HELD:
+            self._write(entry, job)
+        else:
+            with self._refusing_links(entry):
+                remove_if_present(entry, root=self.root)
+
     def _file_branch_entry(self, job: dict) -> None:
         path = f"branches/{_branch_key(job['repo'], job['branch'])}.json"
         record = self._read(path) or {"repo": job["repo"], "branch": job["branch"], "jobs": []}
         active = [j for j in record["jobs"] if j != job["job"]]
         if JobStatus(job["status"]) not in FINAL:
             active.append(job["job"])
-        if active != record["jobs"]:
-            self._write(path, {**record, "jobs": active})
+        sha = job["sha"] if job["status"] in (JobStatus.QUEUED, JobStatus.HELD) and job.get("attempt") == 1 \
+            else record.get("sha")
+        if active != record["jobs"] or sha != record.get("sha"):
+            self._write(path, {**record, "jobs": active, "sha": sha})
 
     # --- rebuilding -------------------------------------------------------
 
@@ -178,7 +207,7 @@ class HubState:
         """The checkpoint, then the hub's handled events after it, into fresh state files; how many events."""
         _remove_unless_directory(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        for part in ("jobs", "queue", "workers", "branches", "boots"):
+        for part in ("jobs", "queue", "held", "workers", "branches", "boots"):
             _remove(self.root / part)
         applied = self.replay(after=checkpoint.restore(self))
         self._write(".built", {"rebuilt": iso_now(), "events": applied})

@@ -139,9 +139,11 @@ class WebData:
     # --- queue, workers, events -------------------------------------------
 
     def queue(self) -> dict:
-        """Queued jobs per kind, in the order they will be dispatched."""
+        """Queued jobs per kind, in the order they will be dispatched, and the jobs held for an approval."""
         queued = {kind: [self._job(j) for j in self.state.queued(kind)] for kind in self._list("state", "queue")}
-        return {"paused": self.state.paused(), "queue": {k: [j for j in js if j] for k, js in queued.items()}}
+        held = [j for j in (self._job(job_id) for job_id in self.state.held()) if j]
+        return {"paused": self.state.paused(), "queue": {k: [j for j in js if j] for k, js in queued.items()},
+                "held": held}
 
     def workers(self) -> list[dict]:
         """Workers seen by the hub or present in the spool, with the age of their heartbeat."""
