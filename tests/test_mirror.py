@@ -209,3 +209,39 @@ def test_concurrent_updates_from_two_processes_take_turns_and_both_succeed(tmp_p
     assert [u.returncode for u in updaters] == [0, 0], errors
     assert git("rev-parse", "main", cwd=mirror.path) == sha
     assert git("fsck", "--no-progress", cwd=mirror.path, check=False) == ""
+
+
+@pytest.fixture
+def git_calls(tmp_path, monkeypatch):
+    """Every git command this process runs, as argument lines (git itself still does the work)."""
+    calls, wrapper = tmp_path / "git-calls", tmp_path / "bin" / "git"
+    real = shutil.which("git")
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+
+    def taken():
+        lines = calls.read_text().splitlines() if calls.exists() else []
+        calls.unlink(missing_ok=True)
+        return lines
+    return taken
+
+
+def test_a_job_checkout_and_removal_with_nothing_stale_run_no_worktree_prune(tmp_path, origin, mirror, git_calls):
+    sha = origin.commit({"README": "one\n"})
+    mirror.update()
+    git_calls()
+    mirror.prune()
+    dest = mirror.add_worktree(sha, tmp_path / "jobs" / "J" / "src")
+    mirror.remove_worktree(dest)
+    assert not [line for line in git_calls() if line.startswith("worktree prune")]
+    assert worktrees(mirror) == []
+
+
+def test_reading_a_commit_the_mirror_has_is_one_git_process(origin, mirror, git_calls):
+    sha = origin.commit({".trivialci/build": "#!/bin/sh\n"})
+    mirror.update()
+    git_calls()
+    assert mirror.list_dir(sha, ".trivialci") == ["build"]
+    assert [line.split()[0] for line in git_calls()] == ["ls-tree"]  # no cat-file to look for the commit first

@@ -93,30 +93,35 @@ class Mirror:
 
     def read_file(self, sha: str, path: str) -> bytes | None:
         """The content of file `path` at commit `sha`, or None if the commit has no such file."""
-        spec = f"{self._ensure_commit(sha)}:{tree_path(path)}"
-        try:
-            return run_git_bytes(["cat-file", "blob", "--end-of-options", spec], self.path, self.timeout)
-        except GitError:
-            return None
+        return self._at_commit(sha, path, ["cat-file", "blob"], run_git_bytes)
 
     def list_executables(self, sha: str, path: str) -> list[str]:
         """The names of the executable files (mode 100755) in directory `path` at commit `sha`, sorted."""
-        spec = f"{self._ensure_commit(sha)}:{tree_path(path)}"
-        try:
-            listing = run_git(["ls-tree", "-z", "--end-of-options", spec], self.path, self.timeout)
-        except GitError:
-            return []
+        listing = self._at_commit(sha, path, ["ls-tree", "-z"], run_git) or ""
         entries = (line.partition("\t") for line in listing.split("\0") if line)
         return sorted(name for info, _, name in entries if info.split(" ")[0] == "100755")
 
     def list_dir(self, sha: str, path: str = "") -> list[str]:
         """The names in directory `path` at commit `sha`, sorted; [] if it is not a directory there."""
-        spec = f"{self._ensure_commit(sha)}:{tree_path(path)}"
-        try:
-            listing = run_git(["ls-tree", "--name-only", "-z", "--end-of-options", spec], self.path, self.timeout)
-        except GitError:
-            return []
+        listing = self._at_commit(sha, path, ["ls-tree", "--name-only", "-z"], run_git) or ""
         return sorted(name for name in listing.split("\0") if name)
+
+    def _at_commit(self, sha: str, path: str, command: list[str], run):
+        """git COMMAND SHA:PATH's output, or None when the commit has no such path. Tried at once (one git
+        process when the mirror has the commit, as it does after a push's fetch); the commit is looked for,
+        and fetched if missing, only when that fails."""
+        spec = f"{check_sha(sha)}:{tree_path(path)}"
+        if self.path.is_dir():
+            try:
+                return run([*command, "--end-of-options", spec], self.path, self.timeout)
+            except GitError:
+                if self.has_commit(sha):
+                    return None  # the commit is there, the path is not (or not of that kind)
+        self._ensure_commit(sha)
+        try:
+            return run([*command, "--end-of-options", spec], self.path, self.timeout)
+        except GitError:
+            return None
 
     def add_worktree(self, sha: str, dest) -> Path:
         """Check out commit `sha` (detached) into the new directory `dest`; fetch first if the mirror lacks it."""
@@ -141,8 +146,9 @@ class Mirror:
         self.prune()
 
     def prune(self) -> None:
-        """Forget worktrees whose directory is gone (left by a crash, or removed by hand)."""
-        if not self.path.is_dir():
+        """Forget worktrees whose directory is gone (left by a crash, or removed by hand); git runs only when
+        there is one (most jobs find none, and a git process is most of what this costs)."""
+        if not self.path.is_dir() or not self._stale_worktrees():
             return
         with self._locked(fcntl.LOCK_EX):
             run_git(["worktree", "prune"], self.path, self.timeout)
@@ -177,6 +183,20 @@ class Mirror:
                 return False
             shutil.rmtree(self.path)
             return True
+    def _stale_worktrees(self) -> bool:
+        """Whether a worktree registered in the mirror has lost its directory (what `git worktree prune` forgets)."""
+        try:
+            registered = [entry.path for entry in os.scandir(self.path / "worktrees") if entry.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        for admin in registered:
+            try:
+                checkout_link = Path(admin, "gitdir").read_text().strip()
+            except OSError:
+                return True  # unreadable: let git judge
+            if not os.path.exists(checkout_link):
+                return True
+        return False
 
     def _ensure_commit(self, sha: str) -> str:
         """`sha`, checked, once the mirror holds it: fetched if it is not there yet."""
