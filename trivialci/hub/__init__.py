@@ -10,6 +10,7 @@ trivialci.errors; never the worker, the web or the CLI.
 """
 
 from .boot import boot as boot_worker
+from .handedits import notice_hand_edits
 from .pipelinesource import refresh_if_source as refresh_pipeline_if_source
 from .retention import RetentionPolicy, prune, prune_due
 from .scheduling import (LOST_AFTER, boot_workers, cancel_running, dispatch, end_queued, queue_job, requeue_lost,
@@ -17,5 +18,5 @@ from .scheduling import (LOST_AFTER, boot_workers, cancel_running, dispatch, end
 from .state import HubState
 
 __all__ = ["HubState", "LOST_AFTER", "RetentionPolicy", "boot_worker", "boot_workers", "cancel_running", "dispatch",
-           "end_queued", "prune", "prune_due", "queue_job", "refresh_pipeline_if_source", "requeue_lost",
-           "worker_ready"]
+           "end_queued", "notice_hand_edits", "prune", "prune_due", "queue_job", "refresh_pipeline_if_source",
+           "requeue_lost", "worker_ready"]
