@@ -1,4 +1,4 @@
-"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|history|prune`.
+"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|history|prune|state`.
 
 Only this module imports click. Errors reach the user as one line on stderr
 and an exit status (docs/protocol.md, "Exit statuses"); a traceback is shown
@@ -27,7 +27,7 @@ from .spool.status import format_status, spool_status
 from .store import STORE_ENV, open_store
 from . import git
 from .spool import mounts
-from .hub import pipelinesource, requests, retention
+from .hub import pipelinesource, requests, retention, verify
 from .web import ui as webui
 from . import up as up_tree
 from .hub.state import HubState
@@ -364,6 +364,16 @@ def prune_command(spool, store, keep_days, keep_last, keep_failed_days, dry_run)
     policy = retention.RetentionPolicy(keep_days, keep_last, keep_failed_days)
     plan = retention.prune(_existing_spool(spool), store, policy, dry_run=dry_run)
     click.echo("\n".join(plan.lines(done=not dry_run)))
+
+
+state_group = cli.group("state", help="The hub's state/, derived from its event log.")(lambda: None)
+
+
+@state_group.command("verify")
+@spool_option
+def state_verify(spool):
+    """Rebuild state/ into a temporary directory and print how the live one differs (exit 1 if it does)."""
+    sys.exit(verify.verify_command(_existing_spool(spool), click.echo))
 
 
 def run_node(node_dir, options, advertise: dict, announce: str | None = None, outbox: Path | None = None) -> None:
