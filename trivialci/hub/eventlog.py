@@ -15,6 +15,9 @@ place:
     any other event                 its own id (done/DAY/NAME is DAYTNAME without .json)
 
 and the replay applies the handled events of the days it reads in that order.
+A full rebuild also applies the recorded changes still in the hub's inbox/ and
+work/ (applied live already, handled later), each after its cause; so a change
+with a _cause is never applied when it is handled, only when recorded or rebuilt.
 The time a change was applied (a worker's `since`, a pause's) is the claim time
 of its place: the cause's, or its own. Live, that is the claim time of the
 script's event, so a state rebuilt from done/ holds the same times.
@@ -28,7 +31,6 @@ claim id, or that is later than the event's own claim, is ignored.
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,15 +77,6 @@ def applied_at() -> str:
     return iso_of_stamp(event_id[:24]) if event_id else iso_now()
 
 
-def now_stamp() -> str:
-    """The claim stamp of now, as the hub orders its events: the script's event's, or the clock's."""
-    event_id = current_event_id()
-    if event_id:
-        return event_id[:24]
-    whole, fraction = divmod(int(time.time() * 1e6), 1_000_000)
-    return time.strftime("%Y-%m-%dT%H%M%S", time.gmtime(whole)) + f".{fraction:06d}"
-
-
 def iso_of_stamp(stamp: str) -> str:
     """A claim stamp (2026-11-25T022810.612587) as the state's times are written (2026-11-25T02:28:10.612Z)."""
     day, clock = stamp[:10], stamp[11:]
@@ -105,6 +98,22 @@ def handled(done: Path, after: str, through: str, types: tuple) -> list[Handled]
                 if payload is not None:
                     found.append(_placed(f"{day}T{name[:-len('.json')]}", event_type, payload, len(found)))
     return sorted(found)
+
+
+def in_flight(node_dir, types: tuple) -> list[Handled]:
+    """The hub's recorded changes not yet handled (inbox/, work/): applied live already, so a rebuild applies them too."""
+    waiting = [(name.split(".", 1)[1], node_dir.inbox / name) for name in _listing(node_dir.inbox)
+               if name.endswith(".json") and "." in name]
+    claimed = [(name[25:], node_dir.work / name) for name in _listing(node_dir.work) if ".json." in name]
+    found = []
+    for _, path in sorted(waiting) + sorted(claimed):
+        payload = _payload(path)
+        stem = path.name[25:] if path.parent == node_dir.work else path.name
+        cause = payload.get(CAUSE) if payload else None
+        if stem.split(".", 1)[0] in types and isinstance(cause, str) and _ID.match(cause):
+            found.append(Handled((cause, 1, 1 << 40 | len(found)), stem.split(".", 1)[0], payload,
+                                 iso_of_stamp(cause[:24])))
+    return found
 
 
 def _placed(own_id: str, event_type: str, payload: dict, order: int) -> Handled:

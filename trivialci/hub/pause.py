@@ -25,8 +25,7 @@ def apply(state, event_type: str, payload: dict, at: str) -> None:
     if event_type == "pause" and not recorded.exists():
         reason = reason_of(payload.get("reason"))
         state._write(recorded, {"reason": reason, "since": at})
-        if not is_switched(state):
-            write_atomically(state.root / SWITCH, (reason + "\n").encode(), state.staging, sync_dir=False)
+        hold(state, reason)
     elif event_type == "resume" and recorded.exists():
         remove_if_present(recorded)
         remove_if_present(state.root / SWITCH)
@@ -34,9 +33,14 @@ def apply(state, event_type: str, payload: dict, at: str) -> None:
 
 def restored(state) -> None:
     """After a checkpoint was restored: PAUSE again if it says paused."""
-    if (state.root / RECORD).exists() and not is_switched(state):
+    if (state.root / RECORD).exists():
         record = files.read_json(state.root / RECORD)
-        reason = reason_of(record.get("reason") if isinstance(record, dict) else None)
+        hold(state, reason_of(record.get("reason") if isinstance(record, dict) else None))
+
+
+def hold(state, reason: str = "paused") -> None:
+    """Make PAUSE, unless it is there."""
+    if not is_switched(state):
         write_atomically(state.root / SWITCH, (reason + "\n").encode(), state.staging, sync_dir=False)
 
 

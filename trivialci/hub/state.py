@@ -118,16 +118,11 @@ class HubState:
         return None
 
     def _applied_already(self, payload: dict) -> bool:
-        """Whether a change the hub recorded (eventlog.record), now handled, was applied when it was recorded.
-
-        It was, unless state/ was rebuilt in between (the rebuild could not see it yet): applying
-        it again then would undo what came after it (a worker record is the last word on it).
-        """
+        """Whether a change the hub recorded (eventlog.record), now handled, was applied: when it was recorded,
+        or by a rebuild since (which takes the recorded changes still in inbox/ and work/). Applying it again
+        would undo what came after it: a worker record is the last word on it."""
         cause = payload.get(eventlog.CAUSE)
-        if not isinstance(cause, str) or cause == eventlog.current_event_id():
-            return False
-        built = _read_json(self.root / ".built")
-        return cause[:24] >= str(built.get("stamp", "") if isinstance(built, dict) else "")
+        return isinstance(cause, str) and cause != eventlog.current_event_id()
 
     def unfinished_job(self, name: str, payload: dict) -> dict | None:
         """The running job handed to worker `name` that its work_required (`payload`) does not say it finished.
@@ -200,19 +195,25 @@ class HubState:
         """The checkpoint, then the hub's handled events after it, into fresh state files; how many events."""
         for part in checkpoint.PARTS:
             shutil.rmtree(self.root / part, ignore_errors=True)
-        for single in (pause.RECORD, pause.SWITCH):
-            remove_if_present(self.root / single)
+        remove_if_present(self.root / pause.RECORD)
+        held = pause.is_switched(self)  # a person's PAUSE not yet recorded stays, and the tick records it
         self.root.mkdir(parents=True, exist_ok=True)
         through = checkpoint.restore(self)
         pause.restored(self)
-        applied = self.replay(after=through)
-        self._write(self.root / ".built", {"rebuilt": iso_now(), "events": applied, "stamp": eventlog.now_stamp()})
+        applied = self.replay(after=through, in_flight=True)
+        if held:
+            pause.hold(self)
+        self._write(self.root / ".built", {"rebuilt": iso_now(), "events": applied})
         return applied
 
-    def replay(self, after: str = "", through: str = "9999-12-31") -> int:
-        """Apply the handled events of the days of done/ after `after`, up to `through`; how many were applied."""
+    def replay(self, after: str = "", through: str = "9999-12-31", in_flight: bool = False) -> int:
+        """Apply the handled events of the days of done/ after `after`, up to `through` (and `in_flight`, the
+        recorded changes not yet handled); how many were applied."""
         applied = 0
-        for handled in eventlog.handled(self.node_dir.done, after, through, REPLAYED):
+        events = eventlog.handled(self.node_dir.done, after, through, REPLAYED)
+        if in_flight:
+            events = sorted(events + eventlog.in_flight(self.node_dir, REPLAYED))
+        for handled in events:
             try:
                 self.apply(handled.event_type, handled.payload, handled.at)
             except (BadInput, KeyError, ValueError, TypeError):
