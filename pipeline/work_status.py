@@ -10,7 +10,7 @@ from trivialci.hub import HubState, report_change
 payload = json.load(sys.stdin)
 try:
     state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
-    job = state.apply_status(payload)
+    job = state.apply("work_status", payload) or {}
     report_change(state, job, payload)  # a commit_status event, when a forge shows this job
 except TrivialCiError as refusal:  # e.g. a job id that is not a file name: nothing is written
     sys.exit(f"refused: {refusal}")

@@ -12,6 +12,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+try:  # property tests: fixed examples unless asked for more (--hypothesis-profile=long)
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", max_examples=30, derandomize=True, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("ci")
+except ImportError:
+    pass
 # boto3, looking for credentials that a test left out on purpose, would ask an EC2 instance's metadata
 # address: tests talk to 127.0.0.1 only.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"

@@ -9,7 +9,7 @@ import pytest
 from conftest import run_cli
 from test_prune import DAY, NOW, day_name, handled, iso, stored_job, tree
 
-from trivialci.hub import HubState
+from trivialci.hub import HubState, eventlog
 from trivialci.hub.checkpoint import CHECKPOINT
 from trivialci.jobs import new_job_id
 from trivialci.spool.layout import hub_dir
@@ -33,8 +33,8 @@ class History:
     def record_all(self):
         """Record and fold the events in the order of their days, as a hub would have handled them."""
         for minus_days, _, event_type, payload in sorted(self.pending, key=lambda e: e[:2]):
-            handled(self.root, -minus_days, event_type, payload)
-            self.state.apply(event_type, payload)
+            record = handled(self.root, -minus_days, event_type, payload)
+            self.state.apply(event_type, payload, at=eventlog.iso_of_stamp(f"{record.parent.name}T{record.name[:13]}"))
         for name in self.finished:
             stored = self.state.job(self.jobs[name])
             self.store.put_bytes(f"jobs/{self.jobs[name]}/log.txt", f"log of {name}\n".encode())
@@ -82,16 +82,10 @@ class History:
 
 
 def state_files(spool) -> dict:
-    """The fold's files under state/, as objects; a worker's `since` is when it was folded, so it is left out."""
+    """The fold's files under state/, as objects (a worker's `since` included: the time of the event's claim)."""
     root = hub_dir(spool).state
-    found = {}
-    for part in FOLDED:
-        for path in sorted((root / part).rglob("*.json")):
-            record = json.loads(path.read_text())
-            if part == "workers":
-                record.pop("since", None)
-            found[str(path.relative_to(root))] = record
-    return found
+    return {str(path.relative_to(root)): json.loads(path.read_text()) for part in FOLDED
+            for path in sorted((root / part).rglob("*.json"))}
 
 
 @pytest.fixture
@@ -128,8 +122,9 @@ def test_state_rebuilt_after_a_prune_equals_the_state_it_replaced(spool, store):
 def test_state_rebuilt_after_two_prunes_a_day_apart_equals_the_live_one(spool, store):
     History.busy(spool, store)
     assert prune(spool, store).returncode == 0
-    handled(spool, 0, "work_required", {"worker": "w3", "kind": "build"})
-    HubState(spool).apply("work_required", {"worker": "w3", "kind": "build"})
+    record = handled(spool, 0, "work_required", {"worker": "w3", "kind": "build"})
+    HubState(spool).apply("work_required", {"worker": "w3", "kind": "build"},
+                          at=eventlog.iso_of_stamp(f"{record.parent.name}T{record.name[:13]}"))
     later = run_cli("prune", "--spool", spool, "--store", store.url, "--keep-days", "15", "--keep-last", "1")
     assert later.returncode == 0, later.stderr
     assert json.loads((spool / CHECKPOINT).read_text())["through"] == day_name(16)

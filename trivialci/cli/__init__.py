@@ -1,4 +1,4 @@
-"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|approve|history|prune`.
+"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|approve|history|prune|state`.
 
 Only this package imports click: options.py holds what the commands share
 (one-line errors, the common options), nodes.py the commands that run a part
@@ -34,12 +34,14 @@ def cli():
     trivialci approve JOB --spool /var/ci          build a fork's pull request held for approval
     trivialci history list --store file:///srv/ci-store
     trivialci prune --spool /var/ci --store file:///srv/ci-store --dry-run
+    trivialci state verify --spool /var/ci         does state/ equal its rebuild from the event log?
     """
     permissions.restrict()  # private, whatever umask this was started with; --group widens it
 
 
 for command in (nodes.up, nodes.hub, nodes.worker, nodes.gitwatcher, records.emit_command, records.status, records.jobs,
-                records.build, records.cancel, forges.approve, records.history, records.prune_command):
+                records.build, records.cancel, forges.approve, records.history, records.prune_command,
+                records.state_group):
     cli.add_command(command)
 
 

@@ -9,7 +9,7 @@ import click
 
 from .. import git
 from ..errors import BadInput
-from ..hub import requests, retention
+from ..hub import requests, retention, verify
 from ..hub.jobview import format_jobs, jobs_summary
 from ..hub.state import HubState
 from ..jobs import is_job_id
@@ -149,3 +149,15 @@ def _payload_text(payload: str) -> str:
         except OSError as error:
             raise BadInput(f"cannot read the payload file {payload[1:]}: {error.strerror}") from None
     return payload
+
+
+@click.group("state")
+def state_group():
+    """The hub's state/, derived from its event log."""
+
+
+@state_group.command("verify")
+@spool_option
+def state_verify(spool):
+    """Rebuild state/ into a temporary directory and print how the live one differs (exit 1 if it does)."""
+    sys.exit(verify.verify_command(existing_spool(spool), click.echo))

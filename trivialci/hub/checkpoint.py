@@ -3,7 +3,7 @@
     SPOOL/checkpoint.json   {"through": DAY, "written": TIME, "files": {PATH: RECORD, ...}}
 
 PATH is a file of the fold under state/ (jobs/JOB.json, queue/KIND/TIME.JOB.json,
-workers/NAME.json, branches/KEY.json) and RECORD its JSON object. It is the state
+workers/NAME.json, branches/KEY.json, paused.json) and RECORD its JSON object. It is the state
 as it was once every event of the hub's done/ up to and including day `through`
 had been applied, less what compaction dropped (below).
 
@@ -37,6 +37,7 @@ from ..spool.layout import NodeDir
 
 CHECKPOINT = "checkpoint.json"
 PARTS = ("jobs", "queue", "workers", "branches")
+SINGLES = ("paused.json",)  # files of the fold directly under state/ (state/PAUSE follows from paused.json)
 MAX_BYTES = 256 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.json\Z")
 _KIND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
@@ -77,7 +78,9 @@ def _checked(checkpoint) -> dict:
 
 
 def is_state_path(path) -> bool:
-    """Whether `path` is one of the fold's files: PART/NAME.json, or queue/KIND/NAME.json."""
+    """Whether `path` is one of the fold's files: PART/NAME.json, queue/KIND/NAME.json, or one of SINGLES."""
+    if path in SINGLES:
+        return True
     parts = path.split("/") if isinstance(path, str) else []
     depth = 3 if parts[:1] == ["queue"] else 2
     return len(parts) == depth and parts[0] in PARTS and all(_KIND.match(p) for p in parts[1:-1]) \
@@ -102,6 +105,9 @@ def snapshot(root: Path) -> dict:
                 relative = path.relative_to(root).as_posix()
                 if is_state_path(relative):
                     files[relative] = json.loads(path.read_text())
+    for single in SINGLES:
+        if (root / single).is_file():
+            files[single] = json.loads((root / single).read_text())
     return files
 
 

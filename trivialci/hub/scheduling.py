@@ -2,8 +2,9 @@
 
 The hub's scripts call these; they change state/ at once (the hub runs one
 script at a time, so no two scripts hand out one package) and emit every job
-change as a work_status event to the hub itself, so done/ keeps the history
-that state/ is rebuilt from.
+change as a work_status event, and every worker they find lost as a
+worker_status event, to the hub itself (eventlog.record), so done/ keeps the
+history that state/ is rebuilt from.
 
   a worker is alive   while its worker.json is younger than LOST_AFTER seconds
   dispatch            oldest queued job of a kind -> an idle, alive worker of that kind:
@@ -18,6 +19,7 @@ import json
 import os
 
 from ..errors import BadInput
+from . import eventlog
 from ..spool.delivery import emit
 from ..spool.heartbeat import read_heartbeat
 from .state import HubState, heartbeat_age
@@ -40,10 +42,13 @@ ATTEMPT_FIELDS = ("worker", "worker_process", "log_url", "dispatched", "started"
 
 def record_status(state: HubState, update: dict) -> dict:
     """Apply a job change now and emit it, so the event log holds it too."""
-    update = {**update, "status": JobStatus(update["status"]).value}
-    job = state.apply_status(update)
-    emit("work_status", update, to="hub", spool=state.node_dir.spool)
-    return job
+    return eventlog.record(state, "work_status", {**update, "status": JobStatus(update["status"]).value})
+
+
+def record_worker(state: HubState, worker: dict, word: str, reason: str) -> None:
+    """Note a worker as idle or lost now, and emit it, so the event log holds it too."""
+    eventlog.record(state, "worker_status", {"worker": worker["name"], "kind": worker.get("kind", ""),
+                                             "state": word, "reason": reason})
 
 
 def queue_job(state: HubState, package: dict) -> dict:
@@ -64,7 +69,7 @@ def dispatch(state: HubState) -> list[tuple[str, str]]:
         if worker["state"] != "idle" or not state.queued(worker["kind"]):
             continue
         if not alive(state.node_dir.spool, worker["name"]):
-            state.set_worker(worker["name"], worker["kind"], "lost", None)
+            record_worker(state, worker, "lost", f"worker {worker['name']} stopped answering")
             continue
         job = _next_job(state, worker["kind"])
         if job:
@@ -131,7 +136,7 @@ def requeue_lost(state: HubState) -> list[str]:
         if worker["state"] != "busy" or alive(state.node_dir.spool, worker["name"]):
             continue
         job = state.job(worker["job"]) if worker.get("job") else None
-        state.set_worker(worker["name"], worker["kind"], "lost", None)
+        record_worker(state, worker, "lost", f"worker {worker['name']} stopped answering")
         if job and JobStatus(job["status"]) in RUNNING:
             _lose(state, job, f"worker {worker['name']} stopped answering")
             requeued.append(job["job"])
@@ -173,14 +178,12 @@ def worker_ready(state: HubState, payload: dict) -> bool:
     """
     payload = check_work_required(payload)
     name = payload["worker"]
-    current = state.worker(name)
-    job = state.job(current["job"]) if current and current["state"] == "busy" and current.get("job") else None
-    if job and JobStatus(job["status"]) in RUNNING and job.get("worker") == name:
-        finished = (payload.get("after"), payload.get("attempt")) == (job["job"], job["attempt"])
-        if not finished and _process_of(state, name) == job.get("worker_process"):
-            return False
-        if not finished:
-            _lose(state, job, f"worker {name} restarted")
+    job = state.unfinished_job(name, payload)
+    if job and _process_of(state, name) == job.get("worker_process"):
+        return False
+    if job:  # a rebuild cannot see heartbeats: what was decided from them goes into the event log
+        _lose(state, job, f"worker {name} restarted")
+        record_worker(state, {"name": name, "kind": payload["kind"]}, "idle", f"worker {name} restarted")
     state.apply("work_required", payload)
     return True
 

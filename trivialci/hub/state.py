@@ -10,15 +10,19 @@
     state/requests/REQ.json        the jobs queued for one `trivialci build` request
     state/boots/KIND.json          {kind, asked}: when a worker of KIND was last asked for
     state/PAUSE                    while it exists (a regular file), nothing is dispatched
+    state/paused.json              {reason, since}: dispatch is paused as far as the event log goes (pause.py)
     state/.built                   written once the files above are complete
 
-Every change of a job is a `work_status` event, and a worker asking for work is
-a `work_required` event; `apply` folds one of them into these files. The hub
-applies a change at once (so two scripts never hand out one package) and also
-emits it, so that done/ holds every change. Deleting state/ loses nothing: the
+Every change of a job is a `work_status` event, a worker asking for work is a
+`work_required` event, every other change of a worker record a `worker_status`
+event, and pausing and resuming are `pause` and `resume` events; `apply` folds
+one of them into these files. The hub applies a change at once (so two scripts
+never hand out one package) and also emits it, so that done/ holds every change
+(eventlog.py: in the order it was applied). Deleting state/ loses nothing: the
 next HubState.open() restores SPOOL/checkpoint.json (the fold of the days a prune
 removed from done/, see checkpoint.py), then replays the days of done/ after it
-through the same `apply`.
+through the same `apply`. What a person changes by hand is recorded as events
+too (handedits.py), so a rebuilt state equals the state it replaced.
 
 Anyone who can write the spool can put a symlink or a FIFO into state/. Every
 read and write here walks from state/ one directory at a time without following
@@ -38,7 +42,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import checkpoint
+from . import checkpoint, eventlog, pause
 from ..spool.atomic import remove_if_present, write_atomically
 from ..errors import BadInput, SpoolUnavailable
 from ..jobs import FINAL, RUNNING, JobStatus, check_request_id, is_job_id, iso_now, seconds_between
@@ -46,7 +50,8 @@ from ..spool.files import list_names, lstat_under, read_json
 from ..spool.layout import NODE_NAME, check_node_name, hub_dir
 from .fields import check_new_job, check_work_status, check_work_required
 
-REPLAYED = ("work_status", "work_required")
+REPLAYED = ("work_status", "work_required", "worker_status", "pause", "resume")
+WORKER_STATES = ("idle", "lost")  # what a worker_status event may say; `busy` follows from the job handed over
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")  # event values that become file names
 RANK = {JobStatus.HELD: 0, JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2}
 
@@ -56,9 +61,11 @@ class StateUnusable(SpoolUnavailable):
 
 
 class HubState:
-    def __init__(self, spool):
+    def __init__(self, spool, root=None, staging=None):
+        """The state of the hub of `spool`, in state/ (or in `root`, staging its writes in `staging`)."""
         self.node_dir = hub_dir(spool)
-        self.root = self.node_dir.state
+        self.root = Path(root) if root is not None else self.node_dir.state
+        self.staging = Path(staging) if staging is not None else self.node_dir.tmp
 
     @classmethod
     def open(cls, spool) -> "HubState":
@@ -142,40 +149,86 @@ class HubState:
 
     # --- the fold ---------------------------------------------------------
 
-    def apply(self, event_type: str, payload: dict) -> None:
-        """Fold one work_status or work_required event into the files (idempotent); BadInput refuses it whole."""
+    def apply(self, event_type: str, payload: dict, at: str | None = None):
+        """Fold one event of REPLAYED into the files (idempotent); `at`: when the hub handled it [now].
+        BadInput refuses it whole."""
+        if at is None and self._applied_already(payload):
+            return self.job(payload.get("job")) if event_type == "work_status" else None
+        at, payload = at or eventlog.applied_at(), eventlog.without_cause(payload)
         if event_type == "work_status":
-            self.apply_status(payload)
-        elif event_type == "work_required":
+            return self.apply_status(payload, at)
+        if event_type == "work_required":
             payload = check_work_required(payload)
-            self.set_worker(payload["worker"], payload["kind"], "idle", None)
+            if self.unfinished_job(payload["worker"], payload) is None:
+                self.set_worker(payload["worker"], payload["kind"], "idle", None, at)
+        elif event_type == "worker_status":
+            if payload.get("state") not in WORKER_STATES:
+                raise BadInput(f"bad worker state {payload.get('state')!r}: one of {', '.join(WORKER_STATES)}")
+            self.set_worker(payload.get("worker"), payload.get("kind", ""), payload["state"], None, at)
+        elif event_type in ("pause", "resume"):
+            pause.apply(self, event_type, payload, at)
+        return None
 
-    def apply_status(self, update: dict) -> dict:
+    def _applied_already(self, payload: dict) -> bool:
+        """Whether a change the hub recorded (eventlog.record), now handled, was applied: when it was recorded,
+        or by a rebuild since (which takes the recorded changes still in inbox/ and work/). Applying it again
+        would undo what came after it: a worker record is the last word on it."""
+        cause = payload.get(eventlog.CAUSE)
+        return isinstance(cause, str) and cause != eventlog.current_event_id()
+
+    def unfinished_job(self, name: str, payload: dict) -> dict | None:
+        """The running job handed to worker `name` that its work_required (`payload`) does not say it finished.
+
+        While there is one, the request changes nothing: it is an echo of the past, or (when the
+        worker's process changed) the hub records the job as lost and the worker as idle itself.
+        """
+        current = self.worker(name)
+        job = self.job(current["job"]) if current and current["state"] == "busy" and current.get("job") else None
+        if job and JobStatus(job["status"]) in RUNNING and job.get("worker") == name:
+            return None if (payload.get("after"), payload.get("attempt")) == (job["job"], job["attempt"]) else job
+        return None
+
+    def apply_status(self, update: dict, at: str | None = None) -> dict:
         """Merge a status change into its job, unless it is older than what is known.
 
         Every field is checked first (fields.py); nothing is written for an update that fails.
         """
-        update = check_work_status(update)
+        update = check_work_status(eventlog.without_cause(update))
         current = self.job(update["job"]) or {}
         if not _is_news(current, update):
             return current
         job = check_new_job(_merged(current, update))
-        self._file_queue_entry(job)
+        if job == current:
+            return current  # applied already (live, then when handled): a person's rm of its entry stands
+        queued = job["status"] == JobStatus.QUEUED
+        if queued:  # the entry before the job: jobs/ says QUEUED only while its entry exists (handedits.py)
+            self._file_queue_entry(job)
         self._file_held_entry(job)
         self._file_branch_entry(job)
         if JobStatus(job["status"]) in RUNNING and job.get("worker"):
-            self.set_worker(job["worker"], job["kind"], "busy", job["job"])
+            self.set_worker(job["worker"], job["kind"], "busy", job["job"], at)
         self._write(f"jobs/{job['job']}.json", job)
+        if not queued:
+            self._file_queue_entry(job)
         return job
 
-    def set_worker(self, name: str, kind: str, state: str, job: str | None) -> None:
+    def set_worker(self, name: str, kind: str, state: str, job: str | None, at: str | None = None) -> None:
+        """Note what a worker does; `since` (when it began, `at`) stays while that does not change."""
         check_node_name(name)
-        record = {"name": name, "kind": kind, "state": state, "job": job, "since": iso_now()}
+        current = self.worker(name) or {}
+        if (current.get("kind"), current.get("state"), current.get("job")) == (kind, state, job):
+            return
+        record = {"name": name, "kind": kind, "state": state, "job": job, "since": at or eventlog.applied_at()}
         self._write(f"workers/{name}.json", record)
 
-    def _file_queue_entry(self, job: dict) -> None:
+    def queue_entry(self, job: dict) -> str:
+        """The file of a job in the queue, relative to state/: queue/KIND/TIME.JOB.json, TIME the digits of when
+        it was first queued."""
         queued_at = "".join(c for c in (job.get("queued") or "") if c.isdigit())
-        entry = f"queue/{job['kind']}/{queued_at}.{job['job']}.json"
+        return f"queue/{job['kind']}/{queued_at}.{job['job']}.json"
+
+    def _file_queue_entry(self, job: dict) -> None:
+        entry = self.queue_entry(job)
         if job["status"] == JobStatus.QUEUED:
             self._write(entry, job)
         else:
@@ -207,34 +260,37 @@ class HubState:
         """The checkpoint, then the hub's handled events after it, into fresh state files; how many events."""
         _remove_unless_directory(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        for part in ("jobs", "queue", "held", "workers", "branches", "boots"):
+        for part in (*checkpoint.PARTS, "held", "boots"):
             _remove(self.root / part)
-        applied = self.replay(after=checkpoint.restore(self))
+        remove_if_present(pause.RECORD, root=self.root)
+        held = pause.is_switched(self)  # a person's PAUSE not yet recorded stays, and the tick records it
+        through = checkpoint.restore(self)
+        pause.restored(self)
+        applied = self.replay(after=through, in_flight=True)
+        if held:
+            pause.hold(self)
         self._write(".built", {"rebuilt": iso_now(), "events": applied})
         return applied
 
-    def replay(self, after: str = "", through: str = "9999-12-31") -> int:
-        """Apply the handled events of the days of done/ after `after`, up to `through`; how many were applied."""
+    def replay(self, after: str = "", through: str = "9999-12-31", in_flight: bool = False) -> int:
+        """Apply the handled events of the days of done/ after `after`, up to `through` (and `in_flight`, the
+        recorded changes not yet handled); how many were applied."""
         applied = 0
-        for event_type, payload in self._handled_events(after, through):
+        events = eventlog.handled(self.node_dir.done, after, through, REPLAYED)
+        if in_flight:
+            events = sorted(events + eventlog.in_flight(self.node_dir, REPLAYED))
+        for handled in events:
             try:
-                self.apply(event_type, payload)
-            except (BadInput, KeyError, ValueError):
+                self.apply(handled.event_type, handled.payload, handled.at)
+            except (BadInput, KeyError, ValueError, TypeError):
                 continue  # an event the hub refused when it came; it changed nothing then either
             applied += 1
         return applied
 
     def _handled_events(self, after: str = "", through: str = "9999-12-31"):
-        """work_status and work_required events in done/, in the order the hub handled them."""
-        done = self.node_dir.done
-        for day in sorted(day for day in _list(done) if after < day <= through):
-            for name in sorted(_list(done, day)):
-                if name.endswith(".json") and not name.endswith(".result.json"):
-                    event_type = name.split("-", 1)[-1].split(".", 1)[0]
-                    if event_type in REPLAYED:
-                        payload = read_json(f"{day}/{name}", root=done)
-                        if isinstance(payload, dict) and ("job" in payload or "worker" in payload):
-                            yield event_type, payload
+        """(type, payload) of the replayed events in done/, in the order a rebuild applies them."""
+        for handled in eventlog.handled(self.node_dir.done, after, through, REPLAYED):
+            yield handled.event_type, handled.payload
 
     # --- the files --------------------------------------------------------
 
@@ -251,7 +307,7 @@ class HubState:
     def _write(self, relative: str, record: dict) -> None:
         data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
         with self._refusing_links(relative):
-            write_atomically(relative, data, self.node_dir.tmp, sync_dir=False, root=self.root)
+            write_atomically(relative, data, self.staging, sync_dir=False, root=self.root)
 
     @contextmanager
     def _refusing_links(self, relative: str):
