@@ -88,7 +88,8 @@ class SimulatedHub:
 def _branch_update(payload: dict) -> None:
     """pipeline/branch_update.py's main, with the kinds the event names instead of a mirror's .trivialci/."""
     script = runpy.run_path(str(PIPELINE / "branch_update.py"), run_name="branch_update")
-    script["main"].__globals__["declared_kinds"] = lambda repo, sha: payload["kinds"]
+    kinds = payload.pop("kinds")  # the simulation's own field: the event the script checks has none
+    script["main"].__globals__["declared_kinds"] = lambda repo, sha: kinds
     script["main"](payload)
 
 
