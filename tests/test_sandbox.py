@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -293,6 +294,14 @@ def run_sandboxed(tmp_path: Path, script: str, **policy) -> subprocess.Completed
                           timeout=30)
 
 
+def bound_under_tmp(tmp_path) -> list[str]:
+    """What the sandbox's private /tmp shows: the first parts of the paths bound into it that lie under /tmp
+    (the test's own directory, and the interpreter and TrivialCi when they are installed there, as in a CI checkout)."""
+    import trivialci
+    paths = (tmp_path, sys.prefix, sys.base_prefix, trivialci.__file__)
+    return sorted({Path(p).parts[2] for p in paths if Path(p).parts[1:2] == ("tmp",) and len(Path(p).parts) > 2})
+
+
 def test_a_sandboxed_root_has_no_capability_and_a_home_and_tmp_of_its_own(tmp_path):
     hidden = tmp_path / "spool"
     (hidden / "inbox").mkdir(parents=True)
@@ -303,7 +312,7 @@ def test_a_sandboxed_root_has_no_capability_and_a_home_and_tmp_of_its_own(tmp_pa
     done = run_sandboxed(tmp_path, script, hidden=(str(hidden),))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "CapEff:\t0000000000000000", f"home {tmp_path / 'home'}:", f"tmp: {tmp_path.parts[2]}", "hidden:",
+        "CapEff:\t0000000000000000", f"home {tmp_path / 'home'}:", f"tmp: {' '.join(bound_under_tmp(tmp_path))}", "hidden:",
         "hidden read-only", "home and tmp writable", "pid 1: bwrap"], done.stderr
     assert not (tmp_path / "home" / "x").exists() and not (hidden / "x").exists()
 
