@@ -15,6 +15,6 @@ from trivialci.hub import boot_worker
 
 payload = json.load(sys.stdin)
 try:
-    print(boot_worker(payload["kind"], payload["name"]))
+    print(boot_worker(payload.get("kind"), payload.get("name")))  # both are checked there
 except TrivialCiError as error:
     sys.exit(f"not booted: {error}")

@@ -11,12 +11,13 @@ from trivialci.jobs import RUNNING, JobStatus
 
 
 def main(payload: dict) -> None:
-    repo, branch = check_repo(payload["repo"]), check_branch(payload["branch"])
+    repo, branch = check_repo(payload.get("repo")), check_branch(payload.get("branch"))
     state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
+    state.forget_branch_sha(repo, branch)  # a push that brings the branch back is built, even at the same sha
     for job_id in state.branch_jobs(repo, branch):
         job = state.job(job_id)
         reason = f"branch {branch} was deleted"
-        if job and job["status"] == JobStatus.QUEUED:
+        if job and job["status"] in (JobStatus.QUEUED, JobStatus.HELD):
             end_queued(state, job, JobStatus.CANCELLED, reason)
         elif job and JobStatus(job["status"]) in RUNNING:
             cancel_running(state, job, JobStatus.CANCELLED, reason)

@@ -11,10 +11,11 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.git import Mirror, check_branch, check_repo, check_sha
-from trivialci.hub import (HubState, boot_workers, cancel_running, dispatch, end_queued, queue_job,
-                           refresh_pipeline_if_source)
-from trivialci.jobs import RUNNING, JobStatus, new_job_id
+from trivialci.forge import forge_fields
+from trivialci.git import Mirror
+from trivialci.hub import (TRUST_FIELDS, HubState, boot_workers, cancel_running, check_branch_update, dispatch,
+                           end_queued, queue_job, refresh_pipeline_if_source)
+from trivialci.jobs import RUNNING, JobStatus, is_kind, new_job_id
 
 SKIPPED_BRANCHES = ["tmp/*"]  # never built
 PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to the end
@@ -22,16 +23,19 @@ PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to t
 
 def main(payload: dict) -> None:
     state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
-    try:
-        repo, branch, sha = check_repo(payload["repo"]), check_branch(payload["branch"]), payload["new"]
-        check_sha(sha)
+    try:  # every field, with its grammar, type and range: repo, branch, old, new, params, request
+        payload = check_branch_update(payload)
     except TrivialCiError as refusal:
-        note(state, payload, [], f"refused: {refusal}")
+        tell_request(state, payload, [], f"refused: {refusal}")  # the one line of the log comes from sys.exit
         raise
+    repo, branch, sha = payload["repo"], payload["branch"], payload["new"]
     if refresh_pipeline_if_source(payload):
         print(f"this hub's pipeline now runs the scripts of {branch} at {sha[:12]}")
     if any(fnmatch.fnmatchcase(branch, pattern) for pattern in SKIPPED_BRANCHES):
         note(state, payload, [], f"skipped: {branch} matches {SKIPPED_BRANCHES}")
+        return
+    if state.branch_sha(repo, branch) == sha and not payload.get("request"):  # a webhook and the poll saw it
+        note(state, payload, [], f"already queued: {branch} {sha[:12]} (seen before, by a webhook or the poll)")
         return
     kinds = declared_kinds(repo, sha)
     if not kinds:
@@ -42,8 +46,9 @@ def main(payload: dict) -> None:
     queued = []
     for kind in kinds:
         job = queue_job(state, {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha,
-                                "kind": kind, "attempt": 1, "params": payload.get("params", {}),
-                                "request": payload.get("request")})
+                                "kind": kind, "attempt": 1, "params": payload["params"],
+                                "request": payload.get("request"), **trust_of(payload),
+                                **forge_fields(payload, state.node_dir.spool)})
         queued.append(job["job"])
     note(state, payload, queued, f"queued {', '.join(queued)}: {branch} {sha[:12]} for {', '.join(kinds)}")
     dispatch(state)
@@ -53,19 +58,28 @@ def main(payload: dict) -> None:
 def note(state: HubState, payload: dict, job_ids: list[str], text: str) -> None:
     """Say what became of the push, and tell a waiting `trivialci build` (its request id)."""
     print(text)
-    if isinstance(payload.get("request"), str) and payload["request"].isalnum():
-        state.write_request(payload["request"], job_ids, text)
+    tell_request(state, payload, job_ids, text)
+
+
+def tell_request(state: HubState, payload: dict, job_ids: list[str], text: str) -> None:
+    if payload.get("request") is not None:
+        try:
+            state.write_request(payload["request"], job_ids, text)
+        except TrivialCiError:
+            pass  # a refused request id names no file: the refusal of the event says why
+
+
+def trust_of(payload: dict) -> dict:
+    """"trusted" and "approval" as the push gave them (a fork's pull request: "trusted": false); the worker
+    judges them (no secrets unless trusted, or approved with "secrets": true)."""
+    return {field: payload[field] for field in TRUST_FIELDS if field in payload}
 
 
 def declared_kinds(repo: str, sha: str) -> list[str]:
     """Executable files in .trivialci/ at that sha, read from the hub's own mirror."""
     mirror = Mirror(os.environ["TRIVIALCI_WORKDIR"], repo)
     mirror.update()
-    return [name for name in mirror.list_executables(sha, ".trivialci") if _is_kind_name(name)]
-
-
-def _is_kind_name(name: str) -> bool:
-    return name[:1].isalnum() and all(c.isalnum() or c in "_-" for c in name)
+    return [name for name in mirror.list_executables(sha, ".trivialci") if is_kind(name)]
 
 
 def supersede(state: HubState, repo: str, branch: str, sha: str) -> None:

@@ -4,14 +4,19 @@ import json
 import os
 import sys
 
+from trivialci import TrivialCiError
 from trivialci.hub import HubState, cancel_running, end_queued
-from trivialci.jobs import RUNNING, JobStatus
+from trivialci.jobs import RUNNING, JobStatus, check_job_id
 
 payload = json.load(sys.stdin)
+try:
+    job_id = check_job_id(payload.get("job"))
+except TrivialCiError as refusal:
+    sys.exit(f"refused: {refusal}")
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
-job = state.job(payload["job"])
+job = state.job(job_id)
 if job is None:
-    sys.exit(f"no job {payload['job']!r} in this hub's state")
+    sys.exit(f"no job {job_id} in this hub's state")
 if job["status"] == JobStatus.QUEUED:
     end_queued(state, job, JobStatus.CANCELLED, "cancelled by request")
 elif JobStatus(job["status"]) in RUNNING:

@@ -1,12 +1,18 @@
-"""Hub: time passes (`trivialci hub --tick SECONDS`). Notice lost workers, dispatch, boot."""
+"""Hub: time passes (`trivialci hub --tick SECONDS`). Record hand edits of state/, notice lost workers, dispatch,
+boot; once a day, prune."""
 
 import os
 
-from trivialci.hub import HubState, boot_workers, dispatch, requeue_lost
+import trivialci
+from trivialci.hub import HubState, boot_workers, dispatch, notice_hand_edits, prune_due, requeue_lost
 
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
+for line in notice_hand_edits(state):
+    print(line)
 for job in requeue_lost(state):
     print(f"{job}: its worker was lost; queued again")
 dispatch(state)
 for kind in boot_workers(state):
     print(f"asked for a {kind} worker")
+if prune_due(state):
+    print(f"a new day: asked for a prune ({trivialci.emit('prune', {})})")

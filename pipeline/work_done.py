@@ -4,8 +4,12 @@ import json
 import os
 import sys
 
-from trivialci.hub import HubState, dispatch
+from trivialci import TrivialCiError
+from trivialci.hub import HubState, check_work_done, dispatch
 
-payload = json.load(sys.stdin)
+try:
+    payload = check_work_done(json.load(sys.stdin))
+except TrivialCiError as refusal:
+    sys.exit(f"refused: {refusal}")
 print(f"{payload['worker']} finished {payload['job']}: {payload['status']}")
 dispatch(HubState.open(os.environ["TRIVIALCI_SPOOL"]))

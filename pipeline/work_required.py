@@ -10,7 +10,7 @@ from trivialci.hub import HubState, dispatch, worker_ready
 payload = json.load(sys.stdin)
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
 try:
-    if not worker_ready(state, payload):
+    if not worker_ready(state, payload):  # it checks every field first
         print(f"{payload['worker']} is still busy with its job; this request is stale")
 except TrivialCiError as refusal:  # e.g. a worker name that is not a file name: nothing is written
     sys.exit(f"refused: {refusal}")

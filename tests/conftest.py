@@ -12,6 +12,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+try:  # property tests: fixed examples unless asked for more (--hypothesis-profile=long)
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", max_examples=30, derandomize=True, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("ci")
+except ImportError:
+    pass
 # boto3, looking for credentials that a test left out on purpose, would ask an EC2 instance's metadata
 # address: tests talk to 127.0.0.1 only.
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -45,6 +55,23 @@ def write_script(pipeline: Path, name: str, text: str, executable: bool = False)
     if executable:
         path.chmod(0o755)
     return path
+
+
+# A build runs in a sandbox that sees neither the host's /tmp nor the CI's paths (trivialci/worker/sandbox.py).
+# A test holds a build back with a file the build waits for in its own worktree, WORKDIR/jobs/JOB on the worker.
+GATE = ".gate"
+
+
+def gated_build(before: str = "", after: str = "") -> str:
+    """A build script that runs `before`, waits for release_build, then runs `after`."""
+    return f"#!/bin/sh\n{before}while [ ! -e {GATE} ]; do sleep 0.05; done\n{after}"
+
+
+def release_build(workdir: Path, job_id: str) -> None:
+    """Let the gated build of `job_id` on the worker whose --workdir is `workdir` go on."""
+    worktree = Path(workdir) / "jobs" / job_id
+    wait_for(worktree.is_dir, timeout=60, message=f"the worktree of {job_id}")
+    (worktree / GATE).touch()
 
 
 class NodeProcess:

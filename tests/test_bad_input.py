@@ -119,7 +119,12 @@ BAD_BODIES = {
     "invalid_utf8": (b'{"a": "\xff\xfe"}', "not UTF-8"),
     "nan": (b'{"a": NaN}', "NaN"),
     "infinity": (b'{"a": -Infinity}', "Infinity"),
+    "number_too_large": (b'{"a": 1e999}', "out of range"),
+    "negative_number_too_large": (b'{"a": [-1E400]}', "out of range"),
     "nested_too_deeply": (b'{"a": ' + b"[" * 30000 + b"]" * 30000 + b"}", "nested too deeply"),
+    "number_out_of_range": (b'{"timeout": 1e999}', "the number 1e999 is out of range"),
+    "name_given_twice": (b'{"job": "a", "x": {"job": 1, "job": 2}}', "'job' is given twice"),
+    "lone_surrogate": (b'{"branch": "main\\ud800"}', "half of a UTF-16 surrogate pair"),
 }
 
 BAD_NAMES = {

@@ -48,3 +48,39 @@ def test_a_file_over_the_limit_is_refused(tmp_path):
         read_regular(tmp_path / "big.json", limit=100)
     assert refused.value.errno == errno.EFBIG
     assert read_regular(tmp_path / "big.json", limit=101) == b" " * 101
+
+
+def test_a_write_under_a_root_replaces_a_link_at_its_name_and_refuses_one_on_the_way(tmp_path):
+    from trivialci.spool.atomic import remove_if_present, write_atomically
+
+    root, tmp, outside = tmp_path / "state", tmp_path / "tmp", tmp_path / "outside"
+    for directory in (root, tmp, outside):
+        directory.mkdir()
+    (outside / "x.json").write_text("precious")
+    (root / "jobs").mkdir()
+    (root / "jobs" / "x.json").symlink_to(outside / "x.json")
+    write_atomically("jobs/x.json", b"{}", tmp, root=root)
+    assert (root / "jobs" / "x.json").read_text() == "{}" and not (root / "jobs" / "x.json").is_symlink()
+
+    (root / "queue").symlink_to(outside)
+    with pytest.raises(OSError) as refused:
+        write_atomically("queue/x.json", b"{}", tmp, root=root)
+    assert refused.value.errno in (errno.ELOOP, errno.ENOTDIR), "O_DIRECTORY|O_NOFOLLOW refuses a link so"
+    with pytest.raises(OSError):
+        remove_if_present("queue/x.json", root=root)
+    write_atomically("new/deeper/y.json", b"[]", tmp, root=root)
+    assert (root / "new" / "deeper" / "y.json").read_text() == "[]"
+    assert (outside / "x.json").read_text() == "precious" and os.listdir(tmp) == []
+
+
+def test_lists_and_lstats_under_a_root_do_not_follow_links(tmp_path):
+    from trivialci.spool.files import list_names, lstat_under
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x").write_text("")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path / "elsewhere")
+    assert list_names("link", tmp_path / "root") == [] and list_names("", tmp_path / "root") == ["link"]
+    assert lstat_under("link", tmp_path / "root").st_mode & 0o170000 == 0o120000, "the link itself"
+    with pytest.raises(OSError):
+        lstat_under("link/x", tmp_path / "root")

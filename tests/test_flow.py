@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, wait_for
+from conftest import _processes_mentioning, gated_build, release_build, run_cli, wait_for
 
 from trivialci.git.commands import repo_key
 from trivialci.up import local_worker_pids
@@ -121,8 +121,13 @@ def test_two_kinds_go_to_two_workers(ci, origin):
         ("build", "PASSED", "build-1"), ("integration", "PASSED", "integration-1")]
 
 
-def slow_build(gate: Path) -> str:
-    return f'#!/bin/sh\necho "$$" > "{gate}.started"\nwhile [ ! -e "{gate}" ]; do sleep 0.05; done\necho released\n'
+def slow_build() -> str:
+    return gated_build(after="echo released\n")
+
+
+def worker_disk(tmp_path: Path, job: dict) -> Path:
+    """The --workdir of the worker the hub booted for `job` (beside the hub's, as boot_worker makes it)."""
+    return tmp_path / "ciwork" / job["worker"]
 
 
 def hub_jobs(spool: Path) -> dict[str, dict]:
@@ -134,8 +139,7 @@ def building(spool: Path):
 
 
 def test_a_newer_push_supersedes_the_running_job_of_its_branch(ci, origin, tmp_path):
-    gate = tmp_path / "gate"
-    first = origin.commit("feature/y", {"build": slow_build(gate)})
+    first = origin.commit("feature/y", {"build": slow_build()})
     push_event(ci["spool"], origin, "feature/y", first)
     [running] = wait_for(lambda: building(ci["spool"]), timeout=60, message="the first job to build")
     second = origin.commit("feature/y", {"build": BUILD_OK})
@@ -146,20 +150,19 @@ def test_a_newer_push_supersedes_the_running_job_of_its_branch(ci, origin, tmp_p
     assert jobs[running["job"]]["status"] == "SUPERSEDED" and jobs[running["job"]]["sha"] == first
     [newer] = [j for j in jobs.values() if j["sha"] == second]
     assert newer["status"] == "PASSED"
-    assert not gate.exists(), "the first build was stopped, not released"
+    assert "released" not in (ci["store"] / "jobs" / running["job"] / "log.txt").read_text(), "stopped, not released"
 
 
 def test_cancel_stops_a_running_job(ci, origin, tmp_path):
-    gate = tmp_path / "gate"
-    origin_sha = origin.commit("main", {"build": slow_build(gate)})
+    origin_sha = origin.commit("main", {"build": slow_build()})
     push_event(ci["spool"], origin, "main", origin_sha)
     [running] = wait_for(lambda: building(ci["spool"]), timeout=60, message="the job to build")
     cancelled = run_cli("cancel", running["job"], "--spool", ci["spool"])
     assert cancelled.returncode == 0, cancelled.stderr
     jobs = wait_for(lambda: store_jobs(ci["store"]), timeout=60, message="the record")
     assert jobs[running["job"]]["status"] == "CANCELLED"
-    build_pid = int((tmp_path / "gate.started").read_text())
-    wait_for(lambda: not os.path.exists(f"/proc/{build_pid}"), message="the build process to be gone")
+    script = str(worker_disk(tmp_path, running) / "jobs" / running["job"] / ".trivialci" / "build")
+    assert not _processes_mentioning(script), "the build (its shell, its sandbox) is gone once it is recorded"
 
 
 def test_build_wait_exits_with_the_jobs_result(ci, origin):
@@ -215,8 +218,8 @@ def quick_ci(tmp_path, start_node):
 
 
 def test_a_job_survives_its_worker_being_killed(quick_ci, origin, tmp_path):
-    ci, gate = quick_ci, tmp_path / "gate"
-    sha = origin.commit("main", {"build": slow_build(gate)})
+    ci = quick_ci
+    sha = origin.commit("main", {"build": slow_build()})
     push_event(ci["spool"], origin, "main", sha)
     [first] = wait_for(lambda: building(ci["spool"]), timeout=60, message="the job to build")
     old_worker = json.loads((ci["spool"] / "workers" / first["worker"] / "worker.json").read_text())["pid"]
@@ -227,7 +230,7 @@ def test_a_job_survives_its_worker_being_killed(quick_ci, origin, tmp_path):
     assert again[0]["job"] == first["job"]
     fresh = json.loads((ci["spool"] / "workers" / again[0]["worker"] / "worker.json").read_text())["pid"]
     assert fresh != old_worker
-    gate.touch()
+    release_build(worker_disk(tmp_path, again[0]), first["job"])
     jobs = wait_for(lambda: store_jobs(ci["store"]), timeout=60, message="the record")
     record = jobs[first["job"]]
     assert record["status"] == "PASSED" and record["attempt"] == 2
@@ -310,8 +313,8 @@ def test_an_artifact_the_store_refuses_still_leaves_a_record(ci, origin):
     origin.commit("main", {"build": build})
     push_event(ci["spool"], origin, "main", git("rev-parse", "HEAD", cwd=origin.work))
     [(job_id, job)] = wait_for(lambda: store_jobs(ci["store"]), timeout=60, message="the record").items()
-    assert job["status"] == "PASSED" and "were not uploaded" in job["reason"]
-    wait_for(lambda: "PASSED" in job_statuses(ci["spool"], job_id), message="the hub to hear of it")
+    assert job["status"] == "UNSTORED" and job["verdict"] == "PASSED" and "were not stored" in job["reason"]
+    wait_for(lambda: "UNSTORED" in job_statuses(ci["spool"], job_id), message="the hub to hear of it")
 
 
 def test_only_executable_files_in_trivialci_are_kinds_and_a_script_without_shebang_fails(ci, origin):
@@ -333,10 +336,9 @@ def test_build_wait_on_a_skipped_branch_says_so_at_once(ci, origin):
 
 
 def test_a_job_superseded_while_queued_still_has_a_record_in_the_store(ci, origin, tmp_path):
-    gate = tmp_path / "gate"
-    busy = origin.commit("main", {"build": slow_build(gate)})
+    busy = origin.commit("main", {"build": slow_build()})
     push_event(ci["spool"], origin, "main", busy)
-    wait_for(lambda: building(ci["spool"]), timeout=60, message="the only worker to be busy")
+    [running] = wait_for(lambda: building(ci["spool"]), timeout=60, message="the only worker to be busy")
     first = origin.commit("feature/z", {"build": BUILD_OK})
     push_event(ci["spool"], origin, "feature/z", first)
     [queued] = wait_for(lambda: [j for j in hub_jobs(ci["spool"]).values() if j["status"] == "QUEUED"],
@@ -345,7 +347,7 @@ def test_a_job_superseded_while_queued_still_has_a_record_in_the_store(ci, origi
     push_event(ci["spool"], origin, "feature/z", second, old=first)
     record = wait_for(lambda: store_jobs(ci["store"]).get(queued["job"]), message="the superseded record")
     assert record["status"] == "SUPERSEDED" and record["sha"] == first and "newer push" in record["reason"]
-    gate.touch()
+    release_build(worker_disk(tmp_path, running), running["job"])
     wait_for(lambda: any(j["sha"] == second and j["status"] == "PASSED" for j in store_jobs(ci["store"]).values()),
              timeout=60, message="the newer push to be built")
 

@@ -3,6 +3,8 @@
 from trivialci.hub.state import HubState
 from trivialci.spool.layout import hub_dir
 
+J1, J2 = "20261125T000000Z-0000a1", "20261125T000001Z-0000a2"
+
 
 def queued(job, at, kind="build", attempt=1):
     return {"job": job, "status": "QUEUED", "repo": "/r", "branch": "main", "sha": "a" * 40, "kind": kind,
@@ -24,16 +26,16 @@ def test_the_queue_is_in_the_order_jobs_were_queued_to_the_millisecond(spool):
 
 def test_an_update_from_an_older_attempt_or_step_changes_nothing(spool):
     state = make_state(spool)
-    state.apply_status(queued("j1", "2026-11-25T00:00:00.000Z"))
-    state.apply_status({"job": "j1", "status": "BUILDING", "attempt": 1, "worker": "w"})
-    state.apply_status({"job": "j1", "status": "STARTING", "attempt": 1, "worker": "w"})
-    assert state.job("j1")["status"] == "BUILDING"
-    state.apply_status({"job": "j1", "status": "LOST", "attempt": 1})
-    state.apply_status({"job": "j1", "status": "QUEUED", "attempt": 2, "worker": None, "started": None})
-    state.apply_status({"job": "j1", "status": "PASSED", "attempt": 1, "worker": "w"})
-    job = state.job("j1")
+    state.apply_status(queued(J1, "2026-11-25T00:00:00.000Z"))
+    state.apply_status({"job": J1, "status": "BUILDING", "attempt": 1, "worker": "w"})
+    state.apply_status({"job": J1, "status": "STARTING", "attempt": 1, "worker": "w"})
+    assert state.job(J1)["status"] == "BUILDING"
+    state.apply_status({"job": J1, "status": "LOST", "attempt": 1})
+    state.apply_status({"job": J1, "status": "QUEUED", "attempt": 2, "worker": None, "started": None})
+    state.apply_status({"job": J1, "status": "PASSED", "attempt": 1, "worker": "w"})
+    job = state.job(J1)
     assert (job["status"], job["attempt"], job["worker"]) == ("QUEUED", 2, None)
-    assert state.queued("build") == ["j1"]
+    assert state.queued("build") == [J1]
 
 
 def test_a_deleted_state_is_rebuilt_from_done_by_the_same_fold(spool, pipeline):
@@ -47,19 +49,19 @@ def test_a_deleted_state_is_rebuilt_from_done_by_the_same_fold(spool, pipeline):
     write_script(pipeline, "work_status.py", (
         "import json, os, sys\nfrom trivialci.hub.state import HubState\n"
         "HubState.open(os.environ['TRIVIALCI_SPOOL']).apply_status(json.load(sys.stdin))\n"))
-    for update in (queued("j1", "2026-11-25T00:00:00.000Z"), queued("j2", "2026-11-25T00:00:01.000Z"),
-                   {"job": "j1", "status": "BUILDING", "attempt": 1, "worker": "w"},
-                   {"job": "j1", "status": "PASSED", "attempt": 1, "worker": "w"}):
+    for update in (queued(J1, "2026-11-25T00:00:00.000Z"), queued(J2, "2026-11-25T00:00:01.000Z"),
+                   {"job": J1, "status": "BUILDING", "attempt": 1, "worker": "w"},
+                   {"job": J1, "status": "PASSED", "attempt": 1, "worker": "w"}):
         trivialci.emit("work_status", update, spool=spool)
     with Node(hub_dir(spool), NodeConfig(pipeline=pipeline)) as node:
         assert node.drain(timeout=30)
     state = HubState(spool)
-    before = {name: state.job(name) for name in ("j1", "j2")}
+    before = {name: state.job(name) for name in (J1, J2)}
     import shutil
     shutil.rmtree(state.root)
     rebuilt = HubState.open(spool)
-    assert {name: rebuilt.job(name) for name in ("j1", "j2")} == before
-    assert rebuilt.queued("build") == ["j2"]
+    assert {name: rebuilt.job(name) for name in (J1, J2)} == before
+    assert rebuilt.queued("build") == [J2]
     assert json.loads((rebuilt.root / ".built").read_text())["events"] == 4
 
 
@@ -78,17 +80,18 @@ def test_a_stale_work_required_does_not_free_a_busy_worker_but_a_restart_loses_i
 
     state = make_state(spool)
     beat(spool, "w1", 100)
-    state.apply_status(queued("j1", "2026-11-25T00:00:00.000Z"))
+    state.apply_status(queued(J1, "2026-11-25T00:00:00.000Z"))
     state.apply("work_required", {"worker": "w1", "kind": "build"})
-    assert scheduling.dispatch(state) == [("w1", "j1")]
-    assert state.job("j1")["worker_process"] == "100@h"
+    assert scheduling.dispatch(state) == [("w1", J1)]
+    assert state.job(J1)["worker_process"] == "100@h"
 
-    assert not scheduling.worker_ready(state, {"worker": "w1", "kind": "build", "after": "j0", "attempt": 1})
-    assert state.worker("w1")["state"] == "busy" and state.job("j1")["status"] == "STARTING"
+    older = "20261124T000000Z-0000f0"
+    assert not scheduling.worker_ready(state, {"worker": "w1", "kind": "build", "after": older, "attempt": 1})
+    assert state.worker("w1")["state"] == "busy" and state.job(J1)["status"] == "STARTING"
 
     beat(spool, "w1", 200)  # the worker's process changed: it restarted and lost j1
     assert scheduling.worker_ready(state, {"worker": "w1", "kind": "build"})
-    job = state.job("j1")
+    job = state.job(J1)
     assert (job["status"], job["attempt"], job["worker"]) == ("QUEUED", 2, None)
     assert state.worker("w1")["state"] == "idle"
 
@@ -98,10 +101,10 @@ def test_the_work_required_that_names_the_attempt_frees_the_worker(spool):
 
     state = make_state(spool)
     beat(spool, "w1", 100)
-    state.apply_status(queued("j1", "2026-11-25T00:00:00.000Z"))
+    state.apply_status(queued(J1, "2026-11-25T00:00:00.000Z"))
     state.apply("work_required", {"worker": "w1", "kind": "build"})
     scheduling.dispatch(state)
-    assert scheduling.worker_ready(state, {"worker": "w1", "kind": "build", "after": "j1", "attempt": 1})
+    assert scheduling.worker_ready(state, {"worker": "w1", "kind": "build", "after": J1, "attempt": 1})
     assert state.worker("w1")["state"] == "idle"
 
 
@@ -116,7 +119,7 @@ def test_event_values_that_are_not_file_names_are_refused_and_write_nothing(spoo
     with pytest.raises(BadInput):
         state.apply_status(queued("../../inbox/evil", "2026-11-25T00:00:00.000Z"))
     with pytest.raises(BadInput):
-        state.apply_status(queued("j1", "2026-11-25T00:00:00.000Z", kind="../../inbox"))
+        state.apply_status(queued(J1, "2026-11-25T00:00:00.000Z", kind="../../inbox"))
     with pytest.raises(BadInput):
         scheduling.worker_ready(state, {"worker": "../../inbox/evil", "kind": "build"})
     assert sorted(p for p in spool.rglob("*")) == before

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, wait_for
+from conftest import gated_build, release_build, run_cli, wait_for
 from test_flow import ci, origin, push_event  # noqa: F401 (fixtures)
 
 from trivialci.web.logserver import LogServer
@@ -244,13 +244,8 @@ def _beat(path: Path) -> dict | None:
         return None
 
 
-def slow_lines(gate: Path) -> str:
-    return f'#!/bin/sh\necho first\nwhile [ ! -e "{gate}" ]; do sleep 0.05; done\necho second\n'
-
-
 def test_the_hubs_job_view_links_to_the_live_log_which_follows_the_build(ci, origin, tmp_path):  # noqa: F811
-    gate = tmp_path / "gate"
-    sha = origin.commit("main", {"build": slow_lines(gate)})
+    sha = origin.commit("main", {"build": gated_build(before="echo first\n", after="echo second\n")})
     push_event(ci["spool"], origin, "main", sha)
     job = wait_for(lambda: _building(ci["spool"]), timeout=60, message="a BUILDING job with a log_url")
     assert re.fullmatch(rf"http://127\.0\.0\.1:\d+/logs/{job['job']}", job["log_url"])
@@ -258,7 +253,7 @@ def test_the_hubs_job_view_links_to_the_live_log_which_follows_the_build(ci, ori
     connection, response = follow(base, f"/logs/{path}?follow=1")
     try:
         assert response.readline().endswith(b" first\n")
-        gate.touch()
+        release_build(tmp_path / "ciwork" / job["worker"], job["job"])
         assert response.readline().endswith(b" second\n")
         assert response.read() == b"", "the stream ends with the job"
     finally:

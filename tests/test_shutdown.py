@@ -101,3 +101,13 @@ def test_drain_stops_cleanly_on_sigterm(spool, pipeline, tmp_path, start_node):
             os.kill(script, signal.SIGKILL)
     assert not (spool / "node.lock").exists() and not (spool / "hub.json").exists()
     assert len(list((spool / "work").glob("*-slow.json.1@hub"))) == 1
+
+
+def test_a_stop_asked_during_start_up_is_a_clean_stop(spool, pipeline, start_node):
+    """SIGTERM between opening the node directory and serving (a worker just advertised its heartbeat)."""
+    write_script(pipeline, "job", "#!/bin/sh\nexit 0\n", executable=True)
+    drop(spool, "job.json")
+    node = start_node("hub", "--spool", spool, "--pipeline", pipeline, env={"TRIVIALCI_TEST_TERM_AT": "opened"})
+    assert node.proc.wait(20) == 0, node.stderr()
+    assert "SIGTERM received; stopping" in node.stderr() and "hub: stopped" in node.stderr()
+    assert not (spool / "hub.json").exists() and not (spool / "node.lock").exists(), "it closed like any stop"

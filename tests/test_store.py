@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from trivialci.errors import BadInput
-from trivialci.store import ArtifactStore, DirectoryStore, StoreMissing, StoreUnavailable, open_store
+from trivialci.store import READ_CHUNK, ArtifactStore, DirectoryStore, StoreMissing, StoreUnavailable, open_store
 
 
 def directory_store(tmp_path: Path) -> ArtifactStore:
@@ -245,6 +245,100 @@ def test_a_reader_sees_whole_values_only_while_another_process_overwrites(store)
     assert store.get_bytes("jobs/a/job.json") == bytes([rounds - 1]) * (size + rounds - 1)
 
 
+def test_delete_removes_a_key_and_a_missing_key_is_no_error(store):
+    store.put_bytes("jobs/a/job.json", b"{}")
+    store.put_bytes("jobs/a/log.txt", b"log")
+    store.delete("jobs/a/job.json")
+    store.delete("jobs/a/job.json")
+    store.delete("jobs/never/job.json")
+    assert not store.exists("jobs/a/job.json")
+    assert store.list_keys("jobs/") == ["jobs/a/log.txt"]
+    with pytest.raises(StoreMissing):
+        store.get_bytes("jobs/a/job.json")
+
+
+def test_delete_prefix_removes_what_is_under_it_and_nothing_beside(store):
+    for key in ("jobs/a/job.json", "jobs/a/log.txt", "jobs/a/files/x/y.bin", "jobs/ab/job.json", "jobs/b/job.json"):
+        store.put_bytes(key, b"value")
+    assert store.delete_prefix("jobs/a/") == 3
+    assert store.list_keys("") == ["jobs/ab/job.json", "jobs/b/job.json"]
+    assert store.list_children("jobs/") == ["ab", "b"]
+    assert store.delete_prefix("jobs/a") == 0
+    with pytest.raises(BadInput, match="whole artifact store"):
+        store.delete_prefix("")
+    assert store.list_keys("") == ["jobs/ab/job.json", "jobs/b/job.json"]
+
+
+def test_delete_keys_removes_each_key_given(store):
+    keys = [f"jobs/{n:03d}/job.json" for n in range(30)]
+    for key in keys:
+        store.put_bytes(key, b"{}")
+    assert store.delete_keys(keys[:20] + ["jobs/zzz/job.json"]) == 21
+    assert store.list_keys("jobs/") == keys[20:]
+
+
+def test_usage_counts_the_keys_and_bytes_under_a_prefix(store):
+    store.put_bytes("jobs/a/job.json", b"12345")
+    store.put_bytes("jobs/a/files/f", b"x" * 1000)
+    store.put_bytes("jobs/b/job.json", b"1")
+    assert store.usage("jobs/a/") == (2, 1005)
+    assert store.usage("") == (3, 1006)
+    assert store.usage("jobs/none/") == (0, 0)
+    assert store.key_sizes("jobs/") == {"jobs/a/files/f": 1000, "jobs/a/job.json": 5, "jobs/b/job.json": 1}
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS.values(), ids=HOSTILE_KEYS.keys())
+def test_hostile_keys_are_refused_by_deletes(store, key):
+    store.put_bytes("jobs/a/job.json", b"{}")
+    for attempt in (lambda: store.delete(key), lambda: store.delete_keys(["jobs/a/job.json", key])):
+        with pytest.raises(BadInput, match="bad artifact store key"):
+            attempt()
+    assert store.exists("jobs/a/job.json"), "a refused batch removes nothing"
+
+
+def read_value(store: ArtifactStore, key: str, first: int = 0, last: int | None = None) -> tuple[int, list[bytes]]:
+    with store.open_value(key) as value:
+        return value.size, list(value.chunks(first, last))
+
+
+def test_a_value_is_streamed_in_bounded_chunks_whole_or_from_any_byte(store, tmp_path):
+    big = os.urandom(3 * READ_CHUNK + 12345)
+    (tmp_path / "big.bin").write_bytes(big)
+    store.put_file("jobs/a/files/big.bin", tmp_path / "big.bin")
+    size, chunks = read_value(store, "jobs/a/files/big.bin")
+    assert size == len(big) and b"".join(chunks) == big
+    assert max(map(len, chunks)) <= READ_CHUNK, "no chunk larger than READ_CHUNK: memory stays bounded"
+    for first, last in ((0, 0), (100, 199), (READ_CHUNK - 1, READ_CHUNK + 1), (len(big) - 7, None),
+                        (len(big) - 7, len(big) - 1), (5, len(big) * 2)):
+        size, chunks = read_value(store, "jobs/a/files/big.bin", first, last)
+        expected = big[first:(len(big) if last is None else last + 1)]
+        assert size == len(big) and b"".join(chunks) == expected, (first, last)
+
+
+def test_an_empty_value_streams_nothing_and_a_missing_one_is_store_missing(store):
+    store.put_bytes("jobs/a/empty", b"")
+    assert read_value(store, "jobs/a/empty") == (0, [])
+    with pytest.raises(StoreMissing, match="jobs/a/nothing"):
+        store.open_value("jobs/a/nothing")
+    with pytest.raises(BadInput):
+        store.open_value("../etc/passwd")
+
+
+def test_a_value_being_read_is_never_mixed_with_the_next_put(store):
+    old, new = b"o" * (2 * READ_CHUNK), b"n" * (3 * READ_CHUNK)
+    store.put_bytes("jobs/a/log.txt", old)
+    for first in (0, 10):
+        with store.open_value("jobs/a/log.txt") as value:
+            store.put_bytes("jobs/a/log.txt", new)
+            try:
+                data = b"".join(value.chunks(first))
+            except StoreUnavailable as error:  # a backend that cannot keep to the old value says so
+                assert "jobs/a/log.txt" in str(error)
+                data = old[first:]
+        assert data == old[first:], "the value opened, whole: never a mix of two puts"
+        store.put_bytes("jobs/a/log.txt", old)
+
+
 # --- the directory backend -------------------------------------------------------------------
 
 @pytest.fixture
@@ -271,6 +365,8 @@ def test_a_key_under_a_symlink_out_of_the_store_is_refused(directory, tmp_path):
     with pytest.raises(StoreUnavailable, match="is a symlink"):
         directory.get_bytes("jobs/evil/job.json")
     with pytest.raises(StoreUnavailable, match="is a symlink"):
+        directory.open_value("jobs/evil/job.json")
+    with pytest.raises(StoreUnavailable, match="is a symlink"):
         directory.list_children("jobs/evil/")
     assert tree_of(outside) == {"job.json": b"planted"}
     assert directory.list_keys("") == ["jobs/a/job.json"], "a listing does not descend into links"
@@ -283,6 +379,8 @@ def test_a_symlink_at_a_key_is_replaced_never_written_through(directory, tmp_pat
     assert not directory.exists("jobs/a/log.txt")
     with pytest.raises(StoreUnavailable, match="not a regular file"):
         directory.get_bytes("jobs/a/log.txt")
+    with pytest.raises(StoreUnavailable, match="not a regular file"):
+        directory.open_value("jobs/a/log.txt")
     directory.put_bytes("jobs/a/log.txt", b"the log")
     assert target.read_bytes() == b"not the store's"
     assert directory.get_bytes("jobs/a/log.txt") == b"the log"
@@ -302,6 +400,8 @@ def test_a_fifo_at_a_key_is_not_waited_on(directory):
     os.mkfifo(directory.root / "jobs" / "a" / "log.txt")
     with pytest.raises(StoreUnavailable, match="not a regular file"):
         directory.get_bytes("jobs/a/log.txt")
+    with pytest.raises(StoreUnavailable, match="not a regular file"):
+        directory.open_value("jobs/a/log.txt")
 
 
 def test_the_store_directory_itself_may_be_a_symlink(tmp_path):
@@ -383,6 +483,30 @@ def test_listing_the_children_of_jobs_reads_no_file_and_stats_nothing(tmp_path, 
     assert counting.calls == {"open": 2, "stat": 0, "lstat": 0, "scandir": 0, "listdir": 1}, "open DIR, jobs/; list"
 
 
+def test_a_delete_removes_the_directories_it_empties_but_keeps_jobs(directory):
+    directory.put_bytes("jobs/a/files/deep/x", b"x")
+    directory.delete_prefix("jobs/a/")
+    assert sorted(os.listdir(directory.root)) == [".tmp", "jobs"] and os.listdir(directory.root / "jobs") == []
+
+
+def test_a_delete_unlinks_a_symlink_at_a_key_and_never_what_it_points_to(directory, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    os.symlink(victim, directory.root / "jobs" / "a" / "log.txt")
+    directory.delete_prefix("jobs/a/")
+    assert victim.read_text() == "keep me" and not (directory.root / "jobs" / "a").exists()
+
+
+def test_a_delete_through_a_symlinked_directory_is_refused(directory, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "x").mkdir(parents=True)
+    (outside / "x" / "job.json").write_text("keep me")
+    os.symlink(outside, directory.root / "jobs" / "evil")
+    with pytest.raises(StoreUnavailable, match="symlink"):
+        directory.delete("jobs/evil/x/job.json")
+    assert (outside / "x" / "job.json").read_text() == "keep me"
+
+
 # --- the S3 backend --------------------------------------------------------------------------
 
 @pytest.fixture
@@ -414,6 +538,17 @@ def test_a_large_file_goes_up_to_s3_in_parts_and_comes_back_whole(s3, tmp_path):
     s3.put_file("jobs/a/files/big.bin", tmp_path / "big.bin")
     assert sent.count("UploadPart") == 2 and "CompleteMultipartUpload" in sent and "PutObject" not in sent
     assert s3.get_bytes("jobs/a/files/big.bin") == big
+
+
+def test_s3_deletes_go_in_batches_of_a_thousand_keys(s3):
+    keys = [f"jobs/{n:04d}/job.json" for n in range(1003)]
+    for key in keys:
+        s3.client.put_object(Bucket=s3.bucket, Key=f"ci/{key}", Body=b"{}")
+    s3.put_bytes("jobs/keep/job.json", b"{}")
+    sent = s3_operations(s3)
+    assert s3.delete_keys(keys) == 1003
+    assert sent == ["DeleteObjects", "DeleteObjects"]
+    assert s3.list_keys("jobs/") == ["jobs/keep/job.json"]
 
 
 def test_s3_objects_that_are_no_keys_are_not_listed(s3):

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import events_in, wait_for
+from conftest import events_in, gated_build, release_build, wait_for
 from gitrepo import Origin
 from hosts import hosts  # noqa: F401 (a fixture)
 
@@ -125,6 +125,22 @@ class Site:
                           env={**self.env(host), **env}, stdout=subprocess.DEVNULL, stderr=log)
 
 
+def building(site: Site) -> list[str]:
+    return [job_id for job_id, job in site.jobs().items() if job["status"] == "BUILDING"]
+
+
+def built(site: Site) -> list[tuple[str, str]]:
+    """(job, worker) of each build a worker ran, from its start_work logs ("JOB: PASSED (...)"): a build
+    sees none of the host's files to note itself in."""
+    found = []
+    for log in site.spool.glob("workers/*/done/*/*-start_work.*.log"):
+        for line in log.read_text().splitlines():
+            job, _, outcome = line.partition(": ")
+            if outcome.startswith("PASSED"):
+                found.append((job, log.parts[-4]))
+    return found
+
+
 def passed(site: Site, count: int = 1):
     jobs = site.jobs()
     return jobs if len(jobs) == count and all(job["status"] == "PASSED" for job in jobs.values()) else None
@@ -155,12 +171,11 @@ def test_a_partition_mid_build_loses_and_duplicates_nothing(hosts, tmp_path):  #
     site = Site(network, tmp_path).start_hub(lost_after=120)
     worker_host = network.workers[0]
     site.start_worker(worker_host, "w1")
-    gate, started = tmp_path / "gate", tmp_path / "build-started"
-    site.push("main", f"#!/bin/sh\ntouch {started}\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n" + BUILD_OK[10:])
-    wait_for(started.exists, timeout=60, message="the build to start")
+    site.push("main", gated_build(after=BUILD_OK[10:]))
+    [job_id] = wait_for(lambda: building(site), timeout=60, message="the build to start")
 
     network.partition(worker_host)
-    gate.touch()  # the build ends while the worker cannot reach the spool
+    release_build(site.disk("w1"), job_id)  # the build ends while the worker cannot reach the spool
     outbox_dir = site.disk("w1") / "outbox"
     wait_for(lambda: any(".work_required." in name for name in outbox.waiting(outbox_dir)), timeout=60,
              message="the job's reports to wait in the worker's outbox")
@@ -194,16 +209,16 @@ def test_two_workers_on_two_hosts_never_run_one_job_twice(hosts, tmp_path):  # n
                                      "--name", "w1", "--workdir", tmp_path / "another-w1"])
     assert second.returncode == 3, second.stderr  # node.lock is made with O_EXCL, which sshfs carries
     assert f"is already run by pid {site.heartbeat('w1')['pid']} on w1" in second.stderr
-    ran = tmp_path / "ran.txt"  # every host sees this machine's files: each build notes itself here
-    build = f'#!/bin/sh\necho "$TRIVIALCI_JOB $TRIVIALCI_ATTEMPT $(hostname)" >> {ran}\nsleep 0.3\n'
+    build = '#!/bin/sh\necho "built on $(hostname)"\nsleep 0.3\n'
     branches = [f"b{i}" for i in range(6)]
     for branch in branches:
         site.push(branch, build)
 
     jobs = wait_for(lambda: passed(site, len(branches)), timeout=120, message="every job PASSED")
-    builds = [line.split() for line in ran.read_text().splitlines()]
-    assert sorted(job for job, _, _ in builds) == sorted(jobs), "each job built exactly once"
-    assert {host for _, _, host in builds} == {"w1", "w2"}, "both hosts took work"
+    builds = wait_for(lambda: len(built(site)) == len(branches) and built(site), timeout=30,
+                      message="both workers to record their start_work events")
+    assert sorted(job for job, _ in builds) == sorted(jobs), "each job built exactly once"
+    assert {worker for _, worker in builds} == {"w1", "w2"}, "both hosts took work"
     assert {job["worker"] for job in jobs.values()} == {"w1", "w2"}
 
 
@@ -237,13 +252,11 @@ def test_a_worker_cut_off_past_its_deadline_is_lost_and_its_job_runs_again(hosts
     worker_host, lost_after = network.workers[0], 4.0
     site = Site(network, tmp_path).start_hub(lost_after=lost_after)
     site.start_worker(worker_host, "w1")
-    gate, started = tmp_path / "gate", tmp_path / "build-started"
-    site.push("main", f"#!/bin/sh\ntouch {started}\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n" + BUILD_OK[10:])
-    wait_for(started.exists, timeout=60, message="the build to start")
+    site.push("main", gated_build(after=BUILD_OK[10:]))
+    [job_id] = wait_for(lambda: building(site), timeout=60, message="the build to start")
 
     network.partition(worker_host)
-    gate.touch()
-    [job_id] = site.jobs()
+    release_build(site.disk("w1"), job_id)
     outbox_dir = site.disk("w1") / "outbox"
     wait_for(lambda: any(".work_required." in name for name in outbox.waiting(outbox_dir)), timeout=60,
              message="w1 to finish attempt 1, its reports waiting in its outbox")
@@ -255,6 +268,8 @@ def test_a_worker_cut_off_past_its_deadline_is_lost_and_its_job_runs_again(hosts
     assert declared.stat().st_mtime - last_beat >= lost_after, "LOST only after the heartbeat deadline"
 
     # The hub boots a worker of its own for the job's next attempt; the cut-off worker comes back later.
+    wait_for(lambda: building(site) and site.jobs()[job_id]["attempt"] == 2, timeout=90, message="attempt 2 to build")
+    release_build(Path(site.heartbeat("build-1")["workdir"]), job_id)
     job = wait_for(lambda: passed(site), timeout=90, message="the next attempt to pass")[job_id]
     assert job["attempt"] == 2 and job["worker"] == "build-1"
     network.heal(worker_host)
@@ -267,16 +282,16 @@ def test_a_worker_cut_off_past_its_deadline_is_lost_and_its_job_runs_again(hosts
 
 def test_an_attempt_given_up_meanwhile_does_not_overwrite_a_later_attempts_record(tmp_path):
     """An attempt cut off past its deadline still uploads when it ends (it cannot ask the hub): not over a later one."""
-    store = open_store(tmp_path / "store")
-    store.put_bytes("jobs/J1/job.json", json.dumps({"job": "J1", "attempt": 2, "status": "PASSED"}).encode())
-    store.put_bytes("jobs/J1/log.txt", b"attempt 2's log\n")
-    package = {"job": "J1", "repo": "r", "branch": "main", "sha": "0" * 40, "kind": "build", "attempt": 1}
+    store, job = open_store(tmp_path / "store"), "20261125T000000Z-0000a1"
+    store.put_bytes(f"jobs/{job}/job.json", json.dumps({"job": job, "attempt": 2, "status": "PASSED"}).encode())
+    store.put_bytes(f"jobs/{job}/log.txt", b"attempt 2's log\n")
+    package = {"job": job, "repo": "r", "branch": "main", "sha": "0" * 40, "kind": "build", "attempt": 1}
     run = JobRun(package, worker="w1", workdir=tmp_path / "disk", spool=tmp_path / "spool", store_url=str(store.url))
     run.log_path.parent.mkdir(parents=True)
     run.log_path.write_text("attempt 1's log\n")
     run.record = run._make_record(iso_now(), 0, JobStatus.PASSED, "exit status 0")
 
     run._upload()
-    assert json.loads(store.get_bytes("jobs/J1/job.json"))["attempt"] == 2
-    assert store.get_bytes("jobs/J1/log.txt") == b"attempt 2's log\n"
+    assert json.loads(store.get_bytes(f"jobs/{job}/job.json"))["attempt"] == 2
+    assert store.get_bytes(f"jobs/{job}/log.txt") == b"attempt 2's log\n"
     assert "not uploaded: attempt 2 of this job is in the store already" in run.record["reason"]

@@ -16,8 +16,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
-from conftest import wait_for
-from test_flow import BUILD_FAILS, BUILD_OK, origin, push_event, store_jobs  # noqa: F401 (origin is a fixture)
+from conftest import gated_build, release_build, wait_for
+from test_flow import BUILD_FAILS, BUILD_OK, building, origin, push_event, store_jobs  # noqa: F401 (a fixture)
 
 from trivialci.up import local_worker_pids
 
@@ -28,10 +28,10 @@ HOSTILE = "feat/<img/src=x/onerror=alert(1)>"
 TIMEOUT_MS = 60_000
 
 
-def gated_build(gate: Path) -> str:
-    """A build that waits for `gate`, then writes an artifact: the test sees it QUEUED/BUILDING first."""
-    return (f'#!/bin/sh\necho "building $TRIVIALCI_BRANCH"\nwhile [ ! -e "{gate}" ]; do sleep 0.05; done\n'
-            'echo released\necho made > "$TRIVIALCI_ARTIFACTS/out.txt"\n')
+def live_build() -> str:
+    """A build that waits to be released, then writes an artifact: the test sees it QUEUED/BUILDING first."""
+    return gated_build(before='echo "building $TRIVIALCI_BRANCH"\n',
+                       after='echo released\necho made > "$TRIVIALCI_ARTIFACTS/out.txt"\n')
 
 
 def start_hub(start_node, tmp_path, *extra):
@@ -110,8 +110,7 @@ def status_of(page, branch: str):
 
 
 def test_a_push_appears_live_then_passes_with_its_log_and_artifact(ui_ci, origin, browser, tmp_path):
-    gate = tmp_path / "gate"
-    sha = origin.commit("feature/live", {"build": gated_build(gate)})
+    sha = origin.commit("feature/live", {"build": live_build()})
     page = browser.new_page()
     page.goto(ui_ci["url"])
     expect(page.locator("h1")).to_have_text("jobs")
@@ -119,7 +118,8 @@ def test_a_push_appears_live_then_passes_with_its_log_and_artifact(ui_ci, origin
 
     expect(status_of(page, "feature/live")).to_have_text(re.compile("QUEUED|STARTING|BUILDING"), timeout=TIMEOUT_MS)
     expect(job_row(page, "feature/live")).to_contain_text(sha[:12])
-    gate.touch()
+    [job] = wait_for(lambda: building(ui_ci["spool"]), timeout=60, message="the job to build")
+    release_build(tmp_path / "ciwork" / job["worker"], job["job"])
     expect(status_of(page, "feature/live")).to_have_text("PASSED", timeout=TIMEOUT_MS)
     page.screenshot(path=tmp_path / "jobs-page.png")
 

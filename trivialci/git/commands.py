@@ -18,6 +18,7 @@ BadInput (a name, URL or id was refused: exit status 2), with a message for a
 person.
 """
 
+import functools
 import hashlib
 import os
 import re
@@ -108,13 +109,21 @@ def check_branch(name: str) -> str:
     """
     _check_branch_text(name)
     try:
-        shown = run_git(["check-ref-format", "--branch", name], cwd="/", timeout=60).rstrip("\n")
+        shown = _as_git_reads_branch(name)
     except GitError:
         raise BadInput(f"bad branch name {name!r}: git does not accept it as a branch name "
                        "(see `git help check-ref-format`)") from None
     if shown != name:  # e.g. "@{-1}", which git expands to the branch checked out before
         raise BadInput(f"bad branch name {name!r}: git reads it as {shown!r}")
     return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _as_git_reads_branch(name: str) -> str:
+    """`git check-ref-format --branch NAME`, run in / (no repository: a pure function of the name), so an answer
+    is kept: a long-lived process (the webhook endpoint) checks each branch it sees often with one git process.
+    A refusal is an exception, which is not kept."""
+    return run_git(["check-ref-format", "--branch", name], cwd="/", timeout=60).rstrip("\n")
 
 
 def _check_branch_text(name: str) -> None:

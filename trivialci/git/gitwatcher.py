@@ -35,6 +35,7 @@ from ..spool.delivery import emit
 from ..errors import BadInput, SpoolUnavailable, TrivialCiError
 from .commands import check_branch, ls_remote_heads, repo_key, resolve_repo
 from ..spool.layout import hub_dir
+from ..spool.terminal import printable
 
 log = logging.getLogger("trivialci")
 
@@ -83,7 +84,7 @@ class GitWatcher:
         else:
             event_type, payload = "branch_update", {"repo": self.repo, "branch": branch, "old": old, "new": new}
         path = emit(event_type, payload, to="hub", spool=self.hub.spool)
-        log.info("gitwatcher: %s %s %s -> %s: %s", event_type, branch, _short(old, "(new)"), _short(new, "(deleted)"),
+        log.info("gitwatcher: %s %s %s -> %s: %s", event_type, printable(branch), _short(old, "(new)"), _short(new, "(deleted)"),
                  path.name)
         return path
 

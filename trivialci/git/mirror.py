@@ -153,6 +153,36 @@ class Mirror:
         with self._locked(fcntl.LOCK_EX):
             run_git(["worktree", "prune"], self.path, self.timeout)
 
+    @classmethod
+    def at(cls, path) -> "Mirror":
+        """The mirror whose directory is `path` (WORKDIR/mirrors/KEY.git), by the URL in its config."""
+        path = Path(path)
+        url = run_git(["config", "--get", "remote.origin.url"], path, 60).strip()
+        return cls(path.parent.parent, url)
+
+    def last_used(self) -> float:
+        """When a job last fetched into it or added or removed a worktree (mtimes git changes then)."""
+        times = []
+        for candidate in (self.path, self.path / "FETCH_HEAD", self.path / "worktrees"):
+            try:
+                times.append(candidate.stat().st_mtime)
+            except OSError:
+                pass
+        return max(times, default=0.0)
+
+    def gc_auto(self) -> None:
+        """`git gc --auto`: git packs and prunes only when enough loose objects piled up."""
+        with self._locked(fcntl.LOCK_EX):
+            run_git(["gc", "--auto", "--quiet"], self.path, self.timeout)
+
+    def remove_if_idle(self) -> bool:
+        """Remove the mirror unless a worktree of it is checked out; whether it was removed."""
+        with self._locked(fcntl.LOCK_EX):
+            run_git(["worktree", "prune"], self.path, self.timeout)
+            if any((self.path / "worktrees").glob("*")):
+                return False
+            shutil.rmtree(self.path)
+            return True
     def _stale_worktrees(self) -> bool:
         """Whether a worktree registered in the mirror has lost its directory (what `git worktree prune` forgets)."""
         try:

@@ -5,15 +5,22 @@ events in its done/ and rebuilt from them when deleted. Its pipeline scripts
 change it through the functions exported here, which docs/scripting.md
 documents: they are the API a user's hub scripts may rely on.
 
-It may import the git layer, the stores, the spool layer, trivialci.jobs and
-trivialci.errors; never the worker, the web or the CLI.
+It may import the forge layer, the git layer, the stores, the spool layer,
+trivialci.jobs and trivialci.errors; never the worker, the web or the CLI.
 """
 
+from .approval import approve_job, hold_job
 from .boot import boot as boot_worker
+from .fields import check_branch_update, check_work_done, check_work_required, check_work_status
+from .forgestatus import report_change
+from .handedits import notice_hand_edits
 from .pipelinesource import refresh_if_source as refresh_pipeline_if_source
-from .scheduling import (LOST_AFTER, boot_workers, cancel_running, dispatch, end_queued, queue_job, requeue_lost,
-                         worker_ready)
+from .retention import RetentionPolicy, prune, prune_due
+from .scheduling import (LOST_AFTER, TRUST_FIELDS, boot_workers, cancel_running, dispatch, end_queued, queue_job,
+                         requeue_lost, worker_ready)
 from .state import HubState
 
-__all__ = ["HubState", "LOST_AFTER", "boot_worker", "boot_workers", "cancel_running", "dispatch", "end_queued",
-           "queue_job", "refresh_pipeline_if_source", "requeue_lost", "worker_ready"]
+__all__ = ["HubState", "LOST_AFTER", "RetentionPolicy", "TRUST_FIELDS", "approve_job", "boot_worker", "boot_workers",
+           "cancel_running", "check_branch_update", "check_work_done", "check_work_required", "check_work_status",
+           "dispatch", "end_queued", "hold_job", "notice_hand_edits", "prune", "prune_due", "queue_job",
+           "refresh_pipeline_if_source", "report_change", "requeue_lost", "worker_ready"]

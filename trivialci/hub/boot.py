@@ -27,8 +27,11 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from ..errors import BadInput, TrivialCiError
+from ..jobs import check_kind
+from ..spool.layout import check_node_name, under
 from ..git.mirror import MIRRORS_ENV, mirrors_dir
 from .scheduling import LOST_AFTER
 
@@ -38,6 +41,9 @@ DEFAULT_SSH = "ssh -o BatchMode=yes -o ConnectTimeout=10"
 # boot_worker event would stop it) and its paths.
 PER_EVENT = {"EVENT", "EVENT_ID", "EVENT_FILE", "ATTEMPT", "LOG", "NODE", "NODE_DIR", "SPOOL", "PIPELINE", "KIND",
              "WORKER", "STORE", "WORKDIR", "UI_URL", "LOG_URL", "OUTBOX"}
+# The hub's secrets: `trivialci hub` removes them from its environment, and a worker (whose builds inherit its
+# environment) must not get them even from a hub started another way.
+HUB_SECRETS = {"WEBHOOK_SECRET", "GITHUB_TOKEN", "GITEA_TOKEN", "GITLAB_TOKEN"}
 
 
 def host_for(kind: str, env) -> str:
@@ -63,15 +69,16 @@ def worker_arguments(kind: str, name: str, spool: str, env) -> list[str]:
 def boot_here(kind: str, name: str, env) -> str:
     """Start the worker on this host, detached; a line for the event's log."""
     spool = env["TRIVIALCI_SPOOL"]
+    workdir = under(os.path.dirname(env["TRIVIALCI_WORKDIR"]), name)  # beside the hub's: WORKDIR/../NAME
     command = [sys.executable, "-m", "trivialci", *worker_arguments(kind, name, spool, env), "--jobs", "2",
-               "--workdir", os.path.join(os.path.dirname(env["TRIVIALCI_WORKDIR"]), name),
-               "--pipeline", env["TRIVIALCI_PIPELINE"]]
+               "--workdir", str(workdir), "--pipeline", env["TRIVIALCI_PIPELINE"]]
     if env.get("TRIVIALCI_UI_URL"):  # finished jobs' log links lead to the hub's page of the job
         command += ["--hub-ui", env["TRIVIALCI_UI_URL"]]
-    environment = {k: v for k, v in env.items() if not (k.startswith("TRIVIALCI_") and k[10:] in PER_EVENT)}
+    environment = {k: v for k, v in env.items()
+                   if not (k.startswith("TRIVIALCI_") and k[10:] in PER_EVENT | HUB_SECRETS)}
     environment[MIRRORS_ENV] = str(mirrors_dir(env["TRIVIALCI_WORKDIR"], env))  # one host, one fetch per push
     os.makedirs(os.path.join(spool, "workers"), exist_ok=True)
-    with open(os.path.join(spool, "workers", f"{name}.log"), "ab") as log:
+    with open(under(Path(spool) / "workers", f"{name}.log"), "ab") as log:
         worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environment,
                                   start_new_session=True)
     return f"started worker {name} ({kind}), pid {worker.pid}: {' '.join(command)}"
@@ -96,7 +103,12 @@ def boot_over_ssh(kind: str, name: str, host: str, env) -> str:
 
 
 def boot(kind: str, name: str, env=os.environ) -> str:
-    """Start a worker where TRIVIALCI_BOOT_HOSTS says; a line for the event's log."""
+    """Start a worker where TRIVIALCI_BOOT_HOSTS says; a line for the event's log.
+
+    `kind` and `name` come from a boot_worker event: they are checked here, before
+    they become a command line, a log file's name and a workdir.
+    """
+    kind, name = check_kind(kind), check_node_name(name)
     host = host_for(kind, env)
     if host == "none":
         return f"not booting {name}: {HOSTS_ENV} says workers of kind {kind} are started on their own hosts"

@@ -2,8 +2,9 @@
 
 The hub's scripts call these; they change state/ at once (the hub runs one
 script at a time, so no two scripts hand out one package) and emit every job
-change as a work_status event to the hub itself, so done/ keeps the history
-that state/ is rebuilt from.
+change as a work_status event, and every worker they find lost as a
+worker_status event, to the hub itself (eventlog.record), so done/ keeps the
+history that state/ is rebuilt from.
 
   a worker is alive   while its worker.json is younger than LOST_AFTER seconds
   dispatch            oldest queued job of a kind -> an idle, alive worker of that kind:
@@ -16,30 +17,38 @@ that state/ is rebuilt from.
 
 import json
 import os
-import time
 
+from ..errors import BadInput
+from . import eventlog
 from ..spool.delivery import emit
 from ..spool.heartbeat import read_heartbeat
-from .state import HubState, check_name, heartbeat_age
+from .state import HubState, heartbeat_age
+from .fields import check_log_url, check_work_required, check_worker_process
 from ..spool.layout import worker_dir
-from ..jobs import RUNNING, JobStatus, iso_now
+from ..errors import TrivialCiError
+from ..jobs import BUILD_TIMEOUT, MAX_ATTEMPT, RUNNING, JobStatus, check_params, check_timeout, iso_now
 from ..store import open_store
 
 LOST_AFTER = float(os.environ.get("TRIVIALCI_LOST_AFTER", 30.0))  # the hub's environment may shorten it
 
 BOOT_PATIENCE = 2 * LOST_AFTER  # a booted worker has this long to show its heartbeat
-BUILD_TIMEOUT = 3600.0
 RECORD_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
                  "queue_wait", "run_time", "exit_code", "reason")
+# A job's trust, as its event gave it ("trusted": false for a fork's pull request; "approval": {"by", "secrets"}):
+# carried to the worker as it is, which judges it (worker/secrets.py, gets_secrets).
+TRUST_FIELDS = ("trusted", "approval")
 ATTEMPT_FIELDS = ("worker", "worker_process", "log_url", "dispatched", "started", "ended", "exit_code", "reason", "queue_wait", "run_time")
 
 
 def record_status(state: HubState, update: dict) -> dict:
     """Apply a job change now and emit it, so the event log holds it too."""
-    update = {**update, "status": JobStatus(update["status"]).value}
-    job = state.apply_status(update)
-    emit("work_status", update, to="hub", spool=state.node_dir.spool)
-    return job
+    return eventlog.record(state, "work_status", {**update, "status": JobStatus(update["status"]).value})
+
+
+def record_worker(state: HubState, worker: dict, word: str, reason: str) -> None:
+    """Note a worker as idle or lost now, and emit it, so the event log holds it too."""
+    eventlog.record(state, "worker_status", {"worker": worker["name"], "kind": worker.get("kind", ""),
+                                             "state": word, "reason": reason})
 
 
 def queue_job(state: HubState, package: dict) -> dict:
@@ -66,16 +75,37 @@ def dispatch(state: HubState, workers: list[str] | None = None) -> list[tuple[st
         if worker["state"] != "idle" or not state.queued(worker["kind"]):
             continue
         if not alive(state.node_dir.spool, worker["name"]):
-            state.set_worker(worker["name"], worker["kind"], "lost", None)
+            record_worker(state, worker, "lost", f"worker {worker['name']} stopped answering")
             continue
-        handed.append((worker["name"], _hand_over(state, worker, state.queued(worker["kind"])[0])))
+        job = _next_job(state, worker["kind"])
+        if job:
+            handed.append((worker["name"], _hand_over(state, worker, job)))
     return handed
 
 
-def _hand_over(state: HubState, worker: dict, job_id: str) -> str:
-    job = state.job(job_id)
-    timeout = float(job.get("params", {}).get("timeout", BUILD_TIMEOUT))
+def _next_job(state: HubState, kind: str) -> tuple[dict, float] | None:
+    """The oldest queued job of `kind` that can be handed over, with its build timeout.
+
+    A queue entry without a queued job behind it (its file removed by hand) is
+    passed over; a job whose timeout cannot be used (state/ edited by hand) ends
+    FAILED with the reason: neither holds up the jobs behind it.
+    """
+    for job_id in state.queued(kind):
+        job = state.job(job_id)
+        if not job or job.get("status") != JobStatus.QUEUED:
+            continue
+        try:
+            return job, check_timeout(check_params(job.get("params")).get("timeout", BUILD_TIMEOUT))
+        except BadInput as refusal:
+            end_queued(state, job, JobStatus.FAILED, f"not dispatched: {refusal}")
+    return None
+
+
+def _hand_over(state: HubState, worker: dict, queued: tuple[dict, float]) -> str:
+    job, timeout = queued
+    job_id = job["job"]
     package = {key: job.get(key) for key in ("job", "repo", "branch", "sha", "kind", "attempt", "params", "queued")}
+    package.update({key: job[key] for key in TRUST_FIELDS if key in job})  # absent: trusted (a push)
     record_status(state, {"job": job_id, "status": JobStatus.STARTING, "worker": worker["name"],
                           "worker_process": _process_of(state, worker["name"]), "attempt": job["attempt"],
                           "dispatched": iso_now(), "log_url": _log_url_of(state, worker["name"], job_id)})
@@ -96,11 +126,10 @@ def boot_workers(state: HubState) -> list[str]:
     """Ask for a worker for each kind that needs one (the boot_worker script starts it)."""
     booted = []
     for kind in kinds_without_workers(state):
-        marker = state.root / "boots" / f"{kind}.json"
-        if marker.exists() and time.time() - marker.stat().st_mtime < BOOT_PATIENCE:
+        asked = state.boot_asked(kind)
+        if asked is not None and asked < BOOT_PATIENCE:
             continue
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"kind": kind, "asked": iso_now()}))
+        state.note_boot_asked(kind)
         emit("boot_worker", {"kind": kind, "name": f"{kind}-1"}, to="hub", spool=state.node_dir.spool)
         booted.append(kind)
     return booted
@@ -113,7 +142,7 @@ def requeue_lost(state: HubState) -> list[str]:
         if worker["state"] != "busy" or alive(state.node_dir.spool, worker["name"]):
             continue
         job = state.job(worker["job"]) if worker.get("job") else None
-        state.set_worker(worker["name"], worker["kind"], "lost", None)
+        record_worker(state, worker, "lost", f"worker {worker['name']} stopped answering")
         if job and JobStatus(job["status"]) in RUNNING:
             _lose(state, job, f"worker {worker['name']} stopped answering")
             requeued.append(job["job"])
@@ -121,14 +150,27 @@ def requeue_lost(state: HubState) -> list[str]:
 
 
 def end_queued(state: HubState, job: dict, status: JobStatus, reason: str) -> dict:
-    """End a job that no worker has (superseded, cancelled); its record goes to the store too."""
-    ended = record_status(state, {"job": job["job"], "status": status, "attempt": job["attempt"],
-                                  "reason": reason, "ended": iso_now()})
+    """End a job that no worker has (superseded, cancelled); its record goes to the store first, and a
+    record the store refuses makes the job UNSTORED (its "verdict" is `status`), with the reason."""
+    update = {"job": job["job"], "status": JobStatus(status).value, "attempt": job["attempt"], "reason": reason,
+              "ended": iso_now()}
+    problem = _store_record({**job, **update})
+    if problem:
+        update = {**update, "status": JobStatus.UNSTORED, "verdict": update["status"], "reason": f"{reason}; {problem}"}
+    return record_status(state, update)
+
+
+def _store_record(job: dict) -> str | None:
+    """Write the job's record to $TRIVIALCI_STORE (if set); what went wrong, or None."""
     store_url = os.environ.get("TRIVIALCI_STORE")
-    if store_url:
-        record = {key: ended.get(key) for key in RECORD_FIELDS}
+    if not store_url:
+        return None
+    record = {key: job.get(key) for key in RECORD_FIELDS}
+    try:
         open_store(store_url).put_bytes(f"jobs/{job['job']}/job.json", (json.dumps(record, indent=2) + "\n").encode())
-    return ended
+    except (TrivialCiError, OSError) as error:
+        return f"its record could not be written to {store_url}: {error}"
+    return None
 
 
 def worker_ready(state: HubState, payload: dict) -> bool:
@@ -140,37 +182,49 @@ def worker_ready(state: HubState, payload: dict) -> bool:
     other request is an echo of the past, unless the worker's process changed
     since the hand-over (it restarted): then that job is lost and queued again.
     """
-    name = check_name(payload.get("worker"), "worker name")
-    current = state.worker(name)
-    job = state.job(current["job"]) if current and current["state"] == "busy" and current.get("job") else None
-    if job and JobStatus(job["status"]) in RUNNING and job.get("worker") == name:
-        finished = (payload.get("after"), payload.get("attempt")) == (job["job"], job["attempt"])
-        if not finished and _process_of(state, name) == job.get("worker_process"):
-            return False
-        if not finished:
-            _lose(state, job, f"worker {name} restarted")
+    payload = check_work_required(payload)
+    name = payload["worker"]
+    job = state.unfinished_job(name, payload)
+    if job and _process_of(state, name) == job.get("worker_process"):
+        return False
+    if job:  # a rebuild cannot see heartbeats: what was decided from them goes into the event log
+        _lose(state, job, f"worker {name} restarted")
+        record_worker(state, {"name": name, "kind": payload["kind"]}, "idle", f"worker {name} restarted")
     state.apply("work_required", payload)
     return True
 
 
 def _heartbeat(state: HubState, worker: str) -> dict:
     """The worker's worker.json, or {} when it has none (stopped, or never started)."""
-    return read_heartbeat(worker_dir(state.node_dir.spool, worker).heartbeat) or {}
+    return read_heartbeat(worker_dir(state.node_dir.spool, worker)) or {}
 
 
 def _process_of(state: HubState, worker: str) -> str | None:
-    """"pid@host" of the process that runs a worker now, from its heartbeat."""
+    """"pid@host" of the process that runs a worker now, from its heartbeat (None: none, or not that shape)."""
     beat = _heartbeat(state, worker)
-    return f"{beat['pid']}@{beat['host']}" if "pid" in beat and "host" in beat else None
+    return _passes(check_worker_process, f"{beat['pid']}@{beat['host']}") if "pid" in beat and "host" in beat \
+        else None
 
 
 def _log_url_of(state: HubState, worker: str, job_id: str) -> str | None:
     """Where the worker serves the job's live log, from the log_url in its heartbeat (None: it serves none)."""
     base = _heartbeat(state, worker).get("log_url")
-    return f"{base.rstrip('/')}/logs/{job_id}" if isinstance(base, str) and base else None
+    return _passes(check_log_url, f"{base.rstrip('/')}/logs/{job_id}") if isinstance(base, str) and base else None
+
+
+def _passes(check, value):
+    """`value` if it passes `check`, else None: a heartbeat is anyone's file, and it must not stop a hand-over."""
+    try:
+        return check(value)
+    except BadInput:
+        return None
 
 
 def _lose(state: HubState, job: dict, reason: str) -> None:
+    """LOST, then QUEUED as the next attempt; the last attempt (MAX_ATTEMPT) ends FAILED instead."""
+    if job["attempt"] >= MAX_ATTEMPT:
+        end_queued(state, job, JobStatus.FAILED, f"{reason}; it was tried {MAX_ATTEMPT} times")
+        return
     record_status(state, {"job": job["job"], "status": JobStatus.LOST, "attempt": job["attempt"], "reason": reason})
     record_status(state, {"job": job["job"], "status": JobStatus.QUEUED, "attempt": job["attempt"] + 1,
                           **{field: None for field in ATTEMPT_FIELDS}})

@@ -6,7 +6,9 @@ names and bodies (event), atomic writes (atomic), delivery by tmp/ + rename
 pipeline script (runner), recording into done/ or failed/ (record), taking
 work/ back after a crash (recovery), one process per node directory (lock),
 the inbox and how it is watched (inbox, watcher, mounts), heartbeats, the
-processes a node started (processes), and the node's loop (node, children).
+processes a node started (processes), the node's loop (node, children),
+values made safe to show on a terminal (terminal), and who may read what the
+CI writes: its user, or a group that shares the spool (permissions).
 
 It guarantees what the protocol promises: every event that enters an inbox
 ends in done/ or failed/ with a reason, across kills, bad input and full disks.

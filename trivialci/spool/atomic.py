@@ -3,15 +3,27 @@
 Every file another process may read is written this way, so a reader sees the
 whole file or none of it. A failed write or fsync removes the staged file and
 raises: it is never retried as if it had succeeded.
+
+The rename replaces whatever is at the target name (a symlink planted there is
+replaced, never written through). Given a `root`, the target's path is relative
+to it and its directories are entered (and made) one at a time without
+following a link (spool/files.py walks them), and the staging directory is not
+entered through a link either: a link on the way is refused with an OSError.
 """
 
 import os
 from pathlib import Path
 
+from .files import DIRECTORY_FLAGS, open_directory_under
+from .permissions import PRIVATE_FILE, file_mode
 
-def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool = True) -> Path:
-    """Write `data` to `path` through `tmp_dir` (same filesystem); return `path`."""
-    staged = Path(tmp_dir) / f".{Path(path).name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+
+
+def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool = True, root=None) -> Path:
+    """Write `data` to `path` (under `root`, if given) through `tmp_dir` (same filesystem); return `path`."""
+    if root is not None:
+        return _write_under(root, Path(path), data, tmp_dir, sync_dir)
+    staged = Path(tmp_dir) / _staged_name(path)
     try:
         write_synced(staged, data)
         os.rename(staged, path)
@@ -23,10 +35,43 @@ def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool =
     return Path(path)
 
 
-def write_synced(path: Path, data: bytes) -> None:
-    """Create `path` with `data`, flushed to disk before this returns."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+def _write_under(root, relative: Path, data: bytes, tmp_dir: Path, sync_dir: bool) -> Path:
+    staging = os.open(tmp_dir, DIRECTORY_FLAGS)
     try:
+        parent = open_directory_under(root, relative.parent, create=True)
+        try:
+            _stage_and_rename(staging, parent, relative.name, data)
+            if sync_dir:
+                fsync_fd(parent)
+        finally:
+            os.close(parent)
+    finally:
+        os.close(staging)
+    return relative
+
+
+def _stage_and_rename(staging: int, parent: int, name: str, data: bytes) -> None:
+    staged = _staged_name(name)
+    try:
+        write_synced(staged, data, dir_fd=staging)
+        os.rename(staged, name, src_dir_fd=staging, dst_dir_fd=parent)
+    except BaseException:
+        _remove_quietly(staged, dir_fd=staging)
+        raise
+
+
+def _staged_name(path) -> str:
+    return f".{Path(path).name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+
+
+def write_synced(path: Path, data: bytes, dir_fd: int | None = None) -> None:
+    """Create `path` (in directory `dir_fd`, if given) with `data`, flushed to disk before this returns;
+    0600, or 0640 in a shared directory."""
+    mode = file_mode(dir_fd if dir_fd is not None else Path(path).parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    try:
+        if mode != PRIVATE_FILE:
+            os.fchmod(fd, mode)  # the group reads it even if the writer's umask is 077
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -54,17 +99,31 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def remove_if_present(path: Path) -> None:
-    """Unlink `path`; one that is gone already is what was wanted."""
+def remove_if_present(path: Path, root=None) -> None:
+    """Unlink `path` (under `root`, reached without links, if given); one that is gone already is what was wanted."""
+    if root is None:
+        _unlink_if_present(path)
+        return
     try:
-        os.unlink(path)
+        parent = open_directory_under(root, Path(path).parent)
+    except FileNotFoundError:
+        return
+    try:
+        _unlink_if_present(Path(path).name, dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
+def _unlink_if_present(path, dir_fd: int | None = None) -> None:
+    try:
+        os.unlink(path, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
 
 
-def _remove_quietly(path: Path) -> None:
+def _remove_quietly(path, dir_fd: int | None = None) -> None:
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
     except OSError:
         pass
 

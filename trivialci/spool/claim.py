@@ -133,7 +133,11 @@ def open_claimed(claim: Claim) -> tuple[int, bytes, dict]:
         event.type_of(claim.original_name)  # raises BadEvent with the reason
     event.type_of(claim.name)
     _refuse_special(os.lstat(claim.path))
-    fd = os.open(claim.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fd = os.open(claim.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError as error:  # its mode will not change by waiting: refuse it, do not hold it
+        raise BadEvent(f"this node may not read the event file ({error.strerror}): its writer must leave it "
+                       "readable by the spool's user, or by the spool's group (see --group)") from None
     try:
         body = _read_checked(fd)
         return fd, body, event.decode(body)

@@ -15,6 +15,7 @@ from . import event
 from .atomic import write_atomically
 from ..errors import BadInput, SpoolUnavailable
 from .layout import OUTBOX_ENV, NodeDir, hub_dir, worker_dir
+from .permissions import make_dirs
 
 log = logging.getLogger("trivialci")
 
@@ -73,8 +74,8 @@ def _ensure_hub(spool: Path) -> Path:
     """The hub's directory; its inbox/ and tmp/ are made if missing, so an event can wait for a hub."""
     node = hub_dir(spool)
     try:
-        node.inbox.mkdir(parents=True, exist_ok=True)
-        node.tmp.mkdir(exist_ok=True)
+        make_dirs(node.inbox)
+        make_dirs(node.tmp)
     except OSError as error:
         raise SpoolUnavailable(f"cannot use spool {spool}: {error.strerror or error}") from None
     return node.root

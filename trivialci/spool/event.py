@@ -6,12 +6,15 @@ Name:  TYPE.json or TYPE.ANYTHING.json, at most 160 bytes. TYPE is
        TYPE.<YYYYmmddTHHMMSS.ffffffZ>.<host>.<pid>.<random>.json
        Dot-files and names that do not end in .json are not events: a node
        leaves them alone (editors' temp files, partial copies).
-Body:  one JSON object, UTF-8, at most MAX_EVENT_BYTES. What is dropped is what
+Body:  one JSON object, UTF-8, at most MAX_EVENT_BYTES, standard JSON (no NaN or
+       Infinity, and no number too large for a double). What is dropped is what
        the script receives. Keys that start with "_" are read by the node
        ("_timeout": seconds); all others belong to the scripts.
 """
 
+import collections
 import json
+import math
 import os
 import re
 import socket
@@ -23,6 +26,7 @@ MAX_EVENT_BYTES = 65536  # base64 of this still fits one argv string (128 KiB)
 MAX_NAME_BYTES = 160
 TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 NAME_PATTERN = re.compile(r"([a-z][a-z0-9_]{0,63})(\.[A-Za-z0-9_+=:,@-][A-Za-z0-9_.+=:,@-]*)?\.json\Z")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 
 
@@ -91,13 +95,15 @@ def decode(body: bytes) -> dict:
     except UnicodeDecodeError as error:
         raise BadEvent(f"the body is not UTF-8 text ({error})") from None
     try:
-        payload = json.loads(text, parse_constant=_refuse_constant)
+        payload = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite,
+                             object_pairs_hook=_unique_names)
     except ValueError as error:
         raise BadEvent(f"the body is not valid JSON: {error}") from None
     except RecursionError:
         raise BadEvent("the body is JSON nested too deeply to read") from None
     if not isinstance(payload, dict):
         raise BadEvent(f"the body is JSON but not an object ({{...}}): it is {_json_kind(payload)}")
+    _refuse_lone_surrogates(text, payload)
     return payload
 
 
@@ -108,6 +114,34 @@ def parse_payload_text(text: str) -> dict:
 
 def _refuse_constant(name):
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(literal: str) -> float:
+    """A number too large for a float (1e999) would reach the scripts as infinity, which JSON has not."""
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"the number {literal[:40]} is out of range")
+    return value
+
+
+def _unique_names(pairs: list) -> dict:
+    """A name given twice is read differently by different readers (first or last wins): refused."""
+    payload = dict(pairs)
+    if len(payload) != len(pairs):
+        [(repeated, _)] = collections.Counter(name for name, _ in pairs).most_common(1)
+        raise ValueError(f"the name {repeated[:40]!r} is given twice in one object")
+    return payload
+
+
+def _refuse_lone_surrogates(text: str, payload: dict) -> None:
+    """A \\uD800-\\uDFFF escape without its pair is no character: a script could neither print nor send it."""
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadEvent("the body is not valid JSON text: it escapes half of a UTF-16 surrogate pair "
+                       "(\\uD800-\\uDFFF) without the other half") from None
 
 
 def _json_kind(value) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
+from .permissions import make_dirs
 
 HUB = "hub"
 OUTBOX_ENV = "TRIVIALCI_OUTBOX"  # names a worker's outbox in its scripts' environment (see outbox.py)
@@ -56,12 +57,9 @@ class NodeDir:
         return self.root / ("hub.json" if self.is_hub else "worker.json")
 
     def create(self) -> None:
-        """Make the directories a node needs (like mkdir -p)."""
-        for name in SUBDIRS:
-            (self.root / name).mkdir(parents=True, exist_ok=True)
-        if self.is_hub:
-            self.state.mkdir(exist_ok=True)
-            (self.root / "workers").mkdir(exist_ok=True)
+        """Make the directories a node needs (like mkdir -p; private, or shared under a setgid spool)."""
+        for name in SUBDIRS + (("state", "workers") if self.is_hub else ()):
+            make_dirs(self.root / name)
 
 
 def hub_dir(spool) -> NodeDir:
@@ -74,12 +72,28 @@ def worker_dir(spool, name: str) -> NodeDir:
 
 
 def check_node_name(name: str) -> str:
-    if not NODE_NAME.match(name) or name == HUB:
+    """A worker's name: it names SPOOL/workers/NAME/, its log and its workdir, so it is one plain file name."""
+    if not isinstance(name, str) or not NODE_NAME.match(name) or name == HUB:
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:80] + "..."
         raise BadInput(
-            f"bad worker name {name!r}: use 1-63 letters, digits, '_' or '-', "
+            f"bad worker name {shown}: use 1-63 ASCII letters, digits, '_' or '-', "
             f"starting with a letter or digit (and not {HUB!r})"
         )
     return name
+
+
+def under(root, *names: str) -> Path:
+    """ROOT/NAME/...: each name must be one file name (no '/', not '.' or '..'), so the path stays under ROOT.
+
+    Names from events pass their own grammar first; this is the proof that
+    what is built from them cannot leave the directory it is meant for.
+    """
+    path = Path(root)
+    for name in names:
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise BadInput(f"{name!r} is not a file name: a path made with it would leave {path}")
+        path = path / name
+    return path
 
 
 def worker_names(spool) -> list[str]:

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import time
+from contextlib import contextmanager
 from collections import deque
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from .config import NodeConfig
 from .delivery import emit, reap_tmp
 from ..errors import SpoolUnavailable, TrivialCiError
 from .event import BadEvent
-from .faults import crash_point
+from .faults import crash_point, term_point
 from .forkserver import ForkServer
 from .heartbeat import remove_heartbeat, write_heartbeat
 from .inbox import InboxTracker
@@ -43,6 +44,7 @@ from .lock import NodeLock
 from .outbox import Forwarder, ForwarderThread, waiting
 from .record import Outcome, record
 from .recovery import recover
+from .terminal import printable
 from .wakeup import Wakeup
 
 log = logging.getLogger("trivialci")
@@ -94,6 +96,7 @@ class Node:
             self._beat()
             if self.config.announce:
                 self._emit_to_self(self.config.announce, {"node": self.node_dir.node, **self.config.advertise})
+            term_point("opened")
         except BaseException:
             self.close()
             raise
@@ -140,13 +143,22 @@ class Node:
         self.close()
 
     def serve(self, until_idle: bool = False) -> None:
-        """Run until SIGTERM or SIGINT (or, `until_idle`, until the inbox is handled), then `shutdown`."""
-        previous = self._install_signal_handlers()
+        """Run until asked to stop (see `stop_signals`) or, `until_idle`, until the inbox is handled; then `shutdown`."""
         self._due["rescan"] = 0.0
+        while not self.stopping and (self.busy() or not until_idle):
+            self.run_once()
+        self.shutdown()
+
+    @contextmanager
+    def stop_signals(self):
+        """While the block runs, SIGTERM and SIGINT ask the node to stop (a second one hurries it).
+
+        Entered before `open` and left after `close`, so that a signal during start-up or
+        shutdown is a request to stop, never the default death that skips recording.
+        """
+        previous = self._install_signal_handlers()
         try:
-            while not self.stopping and (self.busy() or not until_idle):
-                self.run_once()
-            self.shutdown()
+            yield self
         finally:
             self._restore_signal_handlers(previous)
 
@@ -312,7 +324,7 @@ class Node:
     def _log_handled(self, outcome: Outcome, final: Path) -> None:
         claim, where = outcome.claim, final.relative_to(self.node_dir.root)
         log.info("%s %s %s in %.3fs, attempt %d: %s -> %s", self.node_dir.node,
-                 _printable(claim.original_name or claim.name), outcome.status.value,
+                 printable(claim.original_name or claim.name), outcome.status.value,
                  outcome.ended - outcome.started, claim.attempt, outcome.reason, where)
 
     def _block(self, reason: str) -> None:
@@ -432,8 +444,4 @@ class Node:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
-
-def _printable(name: str) -> str:
-    """A file name for a log line: as it is, or quoted when it holds control or odd characters."""
-    return name if name.isprintable() and " " not in name else repr(name)
 

@@ -5,10 +5,17 @@ starts inherits two marks in its environment: TRIVIALCI_EVENT_ID and
 TRIVIALCI_NODE_DIR. Signalling the group reaches ordinary children; scanning
 /proc for the marks also reaches children that left the group (setsid,
 daemonized) and scripts left running by a node that was killed.
+
+A pid read from a file is never signalled as it is: a process that is not our
+own child is first proven to be ours (`open_marked`: it carries our mark, and
+a pidfd taken before the check is still alive after it, so the pid was not
+reused in between), and then signalled through that pidfd only.
 """
 
 import os
+import select
 import signal
+import time
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -42,6 +49,49 @@ def anything_left(pgid: int | None, event_id: str, node_dir: str) -> bool:
     if pgid and group_alive(pgid):
         return True
     return bool(marked_processes(event_id, node_dir))
+
+
+def carries(pid: int, mark: str) -> bool:
+    """Whether the process has NAME=VALUE (`mark`) in its environment."""
+    return mark.encode() in _environment(pid)
+
+
+def open_marked(pid: int, mark: str) -> int | None:
+    """A pidfd for `pid` if that process is alive and carries `mark`; None otherwise (or without pidfd support).
+
+    The descriptor is opened before the environment is read and found alive
+    after it: the pid cannot have passed to another process in between.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+    if carries(pid, mark) and send_to(fd, 0):
+        return fd
+    os.close(fd)
+    return None
+
+
+def send_to(pidfd: int, sig: int) -> bool:
+    """Send `sig` through a pidfd; whether the process was still there."""
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def wait_for_exits(pidfds: list[int], deadline: float) -> list[int]:
+    """Wait until the processes behind `pidfds` have exited or the monotonic `deadline` passed; those still alive."""
+    waiting = list(pidfds)
+    poller = select.poll()
+    for fd in waiting:
+        poller.register(fd, select.POLLIN)  # a pidfd is readable once its process has exited
+    while waiting and time.monotonic() < deadline:
+        for fd, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+            poller.unregister(fd)
+            waiting.remove(fd)
+    return waiting
 
 
 def start_ticks(pid: int) -> int | None:

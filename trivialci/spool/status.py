@@ -11,6 +11,7 @@ import time
 from .claim import parse_claimed
 from .heartbeat import read_heartbeat
 from .layout import NodeDir, hub_dir, worker_dir, worker_names
+from .terminal import printable
 
 
 def spool_status(spool) -> dict:
@@ -26,24 +27,26 @@ def node_status(node_dir: NodeDir) -> dict:
         "running": _running(node_dir),
         "done_today": _count(node_dir.done / today, _is_record_event),
         "failed_today": _count(node_dir.failed / today, _is_record_event),
-        "heartbeat": read_heartbeat(node_dir.heartbeat),
+        "heartbeat": read_heartbeat(node_dir),
     }
 
 
 def format_status(status: dict) -> str:
-    lines = [f"spool {status['spool']}", ""]
+    """The status as a table; every value that came from the spool is shown through `printable`."""
+    lines = [f"spool {printable(status['spool'])}", ""]
     lines.append(f"{'NODE':<16} {'STATE':<28} {'INBOX':>6} {'RUNNING':>8} {'DONE':>6} {'FAILED':>7}  (today, UTC)")
     for node in status["nodes"]:
-        lines.append(f"{node['node']:<16} {_state(node['heartbeat']):<28} {node['inbox']:>6} "
+        lines.append(f"{printable(node['node']):<16} {printable(_state(node['heartbeat'])):<28} {node['inbox']:>6} "
                      f"{len(node['running']):>8} {node['done_today']:>6} {node['failed_today']:>7}")
-    running = [(node["node"], item) for node in status["nodes"] for item in node["running"]]
+    running = [(printable(node["node"]), item) for node in status["nodes"] for item in node["running"]]
     if running:
         lines += ["", "running:"]
-        lines += [f"  {name:<16} {item['id']}  attempt {item['attempt']}  for {item['age']:.0f}s" for name, item in running]
-    notes = [(node["node"], note) for node in status["nodes"] for note in _notes(node["heartbeat"])]
+        lines += [f"  {name:<16} {printable(item['id'])}  attempt {item['attempt']}  for {item['age']:.0f}s"
+                  for name, item in running]
+    notes = [(printable(node["node"]), note) for node in status["nodes"] for note in _notes(node["heartbeat"])]
     if notes:
         lines += ["", "notes:"]
-        lines += [f"  {name:<16} {note}" for name, note in notes]
+        lines += [f"  {name:<16} {printable(note)}" for name, note in notes]
     return "\n".join(lines)
 
 

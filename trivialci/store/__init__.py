@@ -18,12 +18,35 @@ backend). A key that breaks a rule is refused with BadInput before anything is
 read or written. A prefix is '' (the whole store) or a key, with or without a
 trailing '/'; it names a directory: "jobs/a" covers jobs/a/x, never jobs/ab/x.
 
-Guarantees every backend keeps (tests/test_store.py checks them all):
+Guarantees every backend keeps (tests/test_store.py and tests/test_store_writes.py check them all):
 - a reader of a key sees a whole value, the old one or the new one, never a part;
+- open_value streams a value (a log or an artifact can be gigabytes): its size, then its
+  bytes at most READ_CHUNK at a time, from any byte on; the bytes are those of the value
+  opened, never mixed with a put made meanwhile (a backend that cannot keep to that value
+  raises StoreUnavailable instead);
 - put_* replaces what was under the key; a failed put leaves the old value;
 - list_children and list_keys are sorted (by code point, which is UTF-8 byte order);
 - list_children lists one level and reads no values, so listing 10,000 jobs is cheap;
-- a missing key raises StoreMissing (exit status 2), naming the key and the store.
+- a missing key raises StoreMissing (exit status 2), naming the key and the store;
+- delete_keys returns once every key it was given is gone; the keys of one call may go in any order
+  (S3 removes up to 1,000 in one request), so a caller that needs an order (a job's job.json before
+  its log) makes two calls; deleting a key that is not there is no error;
+- key_sizes (and usage) take sizes from a listing, reading no value;
+- delete_tree removes every key under a prefix (a retry clears its job's files/ with it).
+
+What is stored is hostile too: a build can replace a file with a symlink to a
+key, a directory with a link to ~/.ssh, or its whole artifacts directory with
+one, and keep doing so while the upload runs. So put_file of a path opens it
+with O_NOFOLLOW|O_NONBLOCK and stores it only if fstat on that descriptor says
+regular (a link or FIFO is BadInput, never followed or waited on), and put_tree
+stores only regular files physically under its root: the root is opened once
+without following a link at its last part (or given as an open directory
+descriptor), walked one directory at a time with O_NOFOLLOW relative to open
+descriptors, and each file is opened the same way when it is stored and
+checked with fstat on the descriptor that is then read and uploaded. An entry
+that is not a regular file, or not one any more when its turn comes, is not
+stored (and not in the keys put_tree returns). put_file also takes an open
+binary file (the worker's log, read through the descriptor it wrote with).
 
 The layer: this package (the backends, and history.py, which reads job records
 back for `trivialci history` and the UI) imports the spool layer's atomic
@@ -31,19 +54,22 @@ writes, trivialci.errors and the standard library; boto3 in s3.py alone.
 Nothing here knows of the hub, workers or git.
 """
 
+import errno
 import os
 import re
-import stat
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import BadInput, TrivialCiError
+from ..spool.files import CHUNK_BYTES, DIRECTORY_FLAGS, open_regular
 
 STORE_ENV = "TRIVIALCI_STORE"
 MAX_KEY_BYTES = 1024  # S3's limit, so that a key works on every backend
 MAX_SEGMENT_BYTES = 255  # a file name's limit on common filesystems
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+READ_CHUNK = CHUNK_BYTES  # the most a streamed read holds at a time
 
 
 class StoreMissing(TrivialCiError):
@@ -79,12 +105,30 @@ class ArtifactStore:
         """Store `data` under `key`, replacing what was there; readers see the old or the new value, whole."""
         raise NotImplementedError
 
-    def put_file(self, key: str, path) -> None:
-        """Store the contents of the file at `path` under `key` (streamed: artifacts can be large)."""
+    def put_file(self, key: str, source) -> None:
+        """Store under `key` what `source` holds, streamed (artifacts can be large): a path to a regular file
+        (a link or special file is BadInput), or a binary file object, read from where it stands to its end."""
+        check_key(key)
+        if hasattr(source, "read"):
+            self.put_stream(key, source)
+            return
+        with open_source(source, key) as stream:
+            self.put_stream(key, stream)
+
+    def put_stream(self, key: str, stream) -> None:
+        """Store what the binary file object `stream` reads from where it stands to its end, under a checked key."""
+        raise NotImplementedError
+
+    def delete_tree(self, prefix: str) -> None:
+        """Remove every key under `prefix` (not '', the whole store); nothing under it is fine."""
         raise NotImplementedError
 
     def get_bytes(self, key: str) -> bytes:
         """The value under `key`; StoreMissing when there is none."""
+        raise NotImplementedError
+
+    def open_value(self, key: str) -> "StoredValue":
+        """The value under `key`, to stream (use it in a `with` block); StoreMissing when there is none."""
         raise NotImplementedError
 
     def exists(self, key: str) -> bool:
@@ -98,25 +142,89 @@ class ArtifactStore:
         """Every key under `prefix` (whole keys, not names), sorted."""
         raise NotImplementedError
 
+    def delete_keys(self, keys: list[str]) -> int:
+        """Remove `keys`, in any order, all checked first; how many were asked for. A key not there is no error."""
+        keys = [check_key(key) for key in keys]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def delete(self, key: str) -> None:
+        """Remove `key` if it is there."""
+        raise NotImplementedError
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key under `prefix` ('' is refused: a store is not emptied by mistake); how many."""
+        if not prefix:
+            raise BadInput("refusing to delete the whole artifact store: name a prefix such as jobs/JOB/")
+        keys = self.list_keys(prefix)
+        return self.delete_keys(keys) if keys else 0
+
+    def key_sizes(self, prefix: str) -> dict[str, int]:
+        """{key: size in bytes} of every key under `prefix`, sorted by key, from a listing: no value is read."""
+        raise NotImplementedError
+
+    def usage(self, prefix: str) -> tuple[int, int]:
+        """(keys, bytes) under `prefix`."""
+        sizes = self.key_sizes(prefix)
+        return len(sizes), sum(sizes.values())
+
     def put_tree(self, prefix: str, directory) -> list[str]:
-        """Store each regular file under `directory` as PREFIX/RELATIVE/PATH; return the keys, sorted.
+        """Store each regular file under `directory` (a path, or an open directory descriptor) as
+        PREFIX/RELATIVE/PATH; return the keys stored, sorted.
 
         Symlinks are neither followed nor stored: a link left in a build's output must not
-        upload what it points to (a home directory, a key). Every key is checked before the
-        first file is stored, so a refused name (BadInput) leaves the store as it was.
+        upload what it points to (a home directory, a key); see the module docstring. Every
+        key is checked before the first file is stored, so a refused name (BadInput) leaves
+        the store as it was.
         """
         prefix = check_prefix(prefix)
-        files = {check_key(prefix + name): path for name, path in regular_files(directory)}
-        self.put_files(files)
-        return sorted(files)
+        with _opened_tree(directory) as root:
+            files = {check_key(prefix + name): TreeFile(root, name) for name in regular_names(root)}
+            return self.put_files(files)
 
-    def put_files(self, files: dict) -> None:
-        """Store each file (key -> path); one at a time here, a backend may overlap them."""
-        for key in sorted(files):
-            self.put_file(key, files[key])
+    def put_files(self, files: dict) -> list[str]:
+        """Store each file (key -> path, file object or TreeFile); the keys stored, sorted. One at a time
+        here; a backend may overlap them."""
+        return sorted(key for key in sorted(files) if self.put_source(key, files[key]))
+
+    def put_source(self, key: str, source) -> bool:
+        """put_file, where a TreeFile that is no regular file under its root any more is skipped (False)."""
+        if not isinstance(source, TreeFile):
+            self.put_file(key, source)
+            return True
+        stream = source.open(key)
+        if stream is None:
+            return False
+        with stream:
+            self.put_file(key, stream)
+        return True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+class StoredValue:
+    """One value being read: its `size`, then its bytes by chunks(); close() (or leaving `with`) ends the read."""
+
+    size: int
+
+    def chunks(self, first: int = 0, last: int | None = None):
+        """Bytes first..last (inclusive; None or past the end: to the end), at most READ_CHUNK at a time. Once."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def span(self, first: int, last: int | None) -> tuple[int, int]:
+        """first..last within the value (last < first: nothing to read)."""
+        return first, self.size - 1 if last is None else min(last, self.size - 1)
+
+    def __enter__(self) -> "StoredValue":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def open_store(url) -> ArtifactStore:
@@ -205,26 +313,94 @@ def _segment_problem(segments: list[str]) -> str | None:
     return None
 
 
-def regular_files(directory) -> list[tuple[str, Path]]:
-    """(relative '/'-separated name, path) of every regular file under `directory`, links not followed."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise BadInput(f"no directory at {directory} to store")
+class TreeFile:
+    """A file under an open directory, opened only when it is stored: never through a link, only if regular."""
+
+    _GONE = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EINVAL)  # removed, or a link/special file now
+
+    def __init__(self, root: int, name: str):
+        self.root, self.name = root, name
+
+    def open(self, key: str):
+        """A binary file of it, checked on its descriptor; None when it is not a regular file under the root now."""
+        try:
+            return os.fdopen(open_regular(self.name, root=self.root), "rb")
+        except OSError as error:
+            if error.errno in self._GONE:
+                return None
+            raise BadInput(f"cannot read {self.name} to store it as {key}: {error.strerror}") from None
+
+
+def open_source(path, key: str):
+    """The file at `path` opened for storing: a regular file, never through a link at its name, never waited on."""
+    try:
+        return os.fdopen(open_regular(path), "rb")
+    except OSError as error:
+        why = {errno.ELOOP: "it is a symlink, not a regular file (the store follows no links)",
+               errno.EINVAL: "it is not a regular file (a FIFO, a device or a directory)"}.get(error.errno)
+        raise BadInput(f"cannot read {path} to store it as {key}: {why or error.strerror}") from None
+
+
+@contextmanager
+def _opened_tree(directory):
+    """A descriptor of the directory to store: given as one, or a path whose last part is not a link."""
+    try:
+        fd = _open_tree_root(directory)
+    except OSError as error:
+        raise _unstorable_tree(directory, error) from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_tree_root(directory) -> int:
+    if isinstance(directory, int):
+        return os.open(".", DIRECTORY_FLAGS, dir_fd=directory)
+    return os.open(directory, DIRECTORY_FLAGS)
+
+
+def _unstorable_tree(directory, error: OSError) -> BadInput:
+    if not isinstance(directory, int) and os.path.islink(directory):
+        return BadInput(f"{directory} is a symlink: the store follows no links, so nothing under it is stored")
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        return BadInput(f"no directory at {directory} to store")
+    return BadInput(f"cannot read {directory} to store it: {error.strerror}")
+
+
+def regular_names(root: int, below: str = "") -> list[str]:
+    """'/'-separated names of the regular files under the open directory `root`, walked without links."""
     found = []
-    for parent, _, names in os.walk(root, onerror=_unreadable):
-        for name in names:
-            path = Path(parent, name)
-            if stat.S_ISREG(path.lstat().st_mode):
-                found.append((path.relative_to(root).as_posix(), path))
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                found.append(below + entry.name)
+            elif entry.is_dir(follow_symlinks=False):
+                found += _names_in_child(root, entry.name, below + entry.name + "/")
     return found
 
 
-def _unreadable(error: OSError):
-    raise BadInput(f"cannot read {error.filename} to store it: {error.strerror}")
+def _names_in_child(parent: int, name: str, below: str) -> list[str]:
+    try:
+        child = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+    except OSError as error:
+        if error.errno in TreeFile._GONE:
+            return []  # removed, or swapped for a link, since it was listed
+        raise BadInput(f"cannot read {below} to store it: {error.strerror}") from None
+    try:
+        return regular_names(child, below)
+    finally:
+        os.close(child)
+
+
+def regular_files(directory) -> list[tuple[str, Path]]:
+    """(relative '/'-separated name, path) of every regular file under `directory`, links not followed."""
+    with _opened_tree(directory) as root:
+        return [(name, Path(directory, name)) for name in regular_names(root)]
 
 
 # The backends subclass ArtifactStore, so they are imported once it exists.
 from .directory import DirectoryStore  # noqa: E402
 
-__all__ = ["ArtifactStore", "DirectoryStore", "StoreMissing", "StoreUnavailable", "STORE_ENV", "open_store",
-           "check_key", "check_prefix", "is_key"]
+__all__ = ["ArtifactStore", "DirectoryStore", "StoreMissing", "StoreUnavailable", "StoredValue", "STORE_ENV",
+           "READ_CHUNK", "open_store", "check_key", "check_prefix", "is_key"]

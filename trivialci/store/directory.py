@@ -7,14 +7,19 @@ A put writes DIR/.tmp/.PID.HEX12.tmp, fsyncs it, renames it onto the key's path
 and fsyncs that directory: a reader sees the old file or the new one, whole, and
 a staged file never appears under a key. DIR and the key's directories are made
 as `mkdir -p` would, at the first put. A file left in .tmp/ is a put that crashed;
-nothing reads it, and it may be removed once it is a day old.
+nothing reads it, and the first put of each DirectoryStore object (a worker opens
+one per job) removes those older than STAGED_MAX_AGE (a day), as nodes reap tmp/.
 
 Paths are walked one directory at a time from DIR, with O_NOFOLLOW relative to
 open directory descriptors, so no key reaches outside DIR, whatever links were
 placed inside it: a link on the path to a key is refused (StoreUnavailable), a
 link at a key is no key to readers and is replaced (not followed) by a put. DIR
 itself may be a link. Only regular files are keys. Listing one level is one
-readdir, with no stat or read of what it lists.
+readdir, with no stat or read of what it lists. A delete unlinks the key's
+file (a link there is unlinked, not followed), then removes the directories
+it leaves empty, up to but not including the key's first segment (jobs/).
+delete_tree walks the same way and unlinks what it finds (a link is removed,
+never what it points to).
 """
 
 import errno
@@ -22,14 +27,18 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..spool.atomic import fsync_fd
+from ..spool.permissions import dir_mode, file_mode
+from ..spool.files import read_chunks
 from ..errors import BadInput
-from . import STORE_ENV, ArtifactStore, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
+from . import STORE_ENV, ArtifactStore, StoredValue, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
 
 STAGING = ".tmp"
+STAGED_MAX_AGE = 86400.0  # a staged file this old belongs to a put that crashed
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_DIRECTORY_HERE = (FileNotFoundError, NotADirectoryError)
 
@@ -40,24 +49,34 @@ class DirectoryStore(ArtifactStore):
     def __init__(self, directory):
         self.root = Path(os.path.abspath(directory))
         self.url = self.root.as_uri()
+        self._reaped = False
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._put(check_key(key), lambda out: out.write(data))
 
-    def put_file(self, key: str, path) -> None:
-        check_key(key)
-        try:
-            source = open(path, "rb")
-        except OSError as error:
-            raise BadInput(f"cannot read {path} to store it as {key}: {error.strerror}") from None
-        with source:
-            self._put(key, lambda out: shutil.copyfileobj(source, out, 1 << 20))
+    def put_stream(self, key: str, stream) -> None:
+        self._put(check_key(key), lambda out: shutil.copyfileobj(stream, out, 1 << 20))
+
+    def delete_tree(self, prefix: str) -> None:
+        parts = _deletable(prefix).split("/")[:-1]
+        with self._errors(prefix, "delete"):
+            try:
+                with self._directory(parts[:-1]) as parent:
+                    _remove_directory(parent, parts[-1])
+            except (*_NO_DIRECTORY_HERE, StoreMissing):
+                return  # nothing was ever stored under it
 
     def get_bytes(self, key: str) -> bytes:
         parts = check_key(key).split("/")
         with self._errors(key, "read"), self._directory(parts[:-1]) as parent:
             with open(self._open_regular(key, parent, parts[-1]), "rb") as file:
                 return file.read()
+
+    def open_value(self, key: str) -> StoredValue:
+        parts = check_key(key).split("/")
+        with self._errors(key, "read"), self._directory(parts[:-1]) as parent:
+            fd = self._open_regular(key, parent, parts[-1])
+        return FileValue(fd, lambda error: self._unavailable(key, "read", error))
 
     def exists(self, key: str) -> bool:
         parts = check_key(key).split("/")
@@ -77,6 +96,45 @@ class DirectoryStore(ArtifactStore):
         prefix = check_prefix(prefix)
         return sorted(self._listing(prefix, lambda directory: list(_keys_below(directory, prefix))))
 
+    def delete(self, key: str) -> None:
+        parts = check_key(key).split("/")
+        try:
+            with self._directory(parts[:-1]) as parent:
+                if not stat.S_ISDIR(os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode):
+                    os.unlink(parts[-1], dir_fd=parent)
+        except _NO_DIRECTORY_HERE:
+            return
+        except OSError as error:
+            raise self._unavailable(key, "delete", error) from None
+        self._remove_empty_directories(parts[:-1])
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Every key under `prefix`, and whatever else is in its directory (links, FIFOs): rmtree by descriptors."""
+        keys = super().delete_prefix(prefix)
+        parts = check_prefix(prefix).split("/")[:-1]
+        try:
+            with self._directory(parts[:-1]) as parent:
+                shutil.rmtree(parts[-1], dir_fd=parent)
+        except _NO_DIRECTORY_HERE:
+            return keys
+        except OSError as error:
+            raise self._unavailable(prefix, "delete", error) from None
+        self._remove_empty_directories(parts[:-1])
+        return keys
+
+    def _remove_empty_directories(self, parts: list[str]) -> None:
+        """rmdir DIR/PARTS and its parents while they are empty, keeping the first segment's directory."""
+        for depth in range(len(parts), 1, -1):
+            try:
+                with self._directory(parts[:depth - 1]) as parent:
+                    os.rmdir(parts[depth - 1], dir_fd=parent)
+            except OSError:
+                return  # not empty (or gone, or a link): what is left belongs to other keys
+
+    def key_sizes(self, prefix: str) -> dict[str, int]:
+        prefix = check_prefix(prefix)
+        return dict(sorted(self._listing(prefix, lambda directory: list(_sizes_below(directory, prefix)))))
+
     def _listing(self, prefix: str, read) -> list[str]:
         """read(descriptor of the prefix's directory), or [] when nothing was ever stored under it."""
         try:
@@ -93,6 +151,7 @@ class DirectoryStore(ArtifactStore):
             self.root.mkdir(parents=True, exist_ok=True)
             with self._directory([STAGING], create=True) as staging, \
                     self._directory(parts[:-1], create=True) as parent:
+                self._reap_once(staging)
                 staged = _stage(staging, fill)
                 try:
                     os.rename(staged, parts[-1], src_dir_fd=staging, dst_dir_fd=parent)
@@ -100,6 +159,11 @@ class DirectoryStore(ArtifactStore):
                     _unlink_quietly(staged, staging)
                     raise
                 fsync_fd(parent)
+
+    def _reap_once(self, staging: int) -> None:
+        if not self._reaped:
+            self._reaped = True
+            _reap_staged(staging, time.time() - STAGED_MAX_AGE)
 
     @contextmanager
     def _directory(self, parts: list[str], create: bool = False):
@@ -168,6 +232,23 @@ class DirectoryStore(ArtifactStore):
                                 "a device): the store reads only regular files and follows no links")
 
 
+class FileValue(StoredValue):
+    """A regular file's descriptor as a value: a put renames a new file over the key, so this one stays whole."""
+
+    def __init__(self, fd: int, unavailable):
+        self.fd, self.unavailable = fd, unavailable  # unavailable(OSError) -> the error to raise
+        self.size = os.fstat(fd).st_size
+
+    def chunks(self, first: int = 0, last: int | None = None):
+        try:
+            yield from read_chunks(self.fd, *self.span(first, last))
+        except OSError as error:
+            raise self.unavailable(error) from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def _keys_below(fd: int, prefix: str):
     with os.scandir(fd) as entries:
         for entry in entries:
@@ -178,6 +259,30 @@ def _keys_below(fd: int, prefix: str):
                 yield from _keys_in_child(fd, entry.name, key + "/")
             elif entry.is_file(follow_symlinks=False):
                 yield key
+
+
+def _sizes_below(fd: int, prefix: str):
+    """(key, size) of each key below the directory `fd`: one lstat per file, no read."""
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            key = prefix + entry.name
+            if not is_key(key):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from _sizes_in_child(fd, entry.name, key + "/")
+            elif entry.is_file(follow_symlinks=False):
+                yield key, entry.stat(follow_symlinks=False).st_size
+
+
+def _sizes_in_child(fd: int, name: str, prefix: str):
+    try:
+        child = os.open(name, _DIRECTORY, dir_fd=fd)
+    except _NO_DIRECTORY_HERE:
+        return
+    try:
+        yield from _sizes_below(child, prefix)
+    finally:
+        os.close(child)
 
 
 def _keys_in_child(fd: int, name: str, prefix: str):
@@ -191,12 +296,64 @@ def _keys_in_child(fd: int, name: str, prefix: str):
         os.close(child)
 
 
+def _deletable(prefix: str) -> str:
+    prefix = check_prefix(prefix)
+    if not prefix:
+        raise BadInput("delete_tree needs a prefix such as jobs/JOB/files/: it never empties the whole store")
+    return prefix
+
+
+def _remove_directory(parent: int, name: str) -> None:
+    """Remove directory NAME in `parent` with all it holds, entering no link."""
+    try:
+        fd = os.open(name, _DIRECTORY, dir_fd=parent)
+    except OSError as error:
+        if error.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        if _is_link(parent, name):
+            os.unlink(name, dir_fd=parent)  # a link where a directory was: no key, and never followed
+        return
+    try:
+        _empty_directory(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=parent)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise  # a put that just made something under it keeps it
+
+
+def _empty_directory(fd: int) -> None:
+    with os.scandir(fd) as entries:
+        listed = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_directory in listed:
+        if is_directory:
+            _remove_directory(fd, name)
+        else:
+            try:
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+
+
+def _reap_staged(staging: int, cutoff: float) -> None:
+    """Remove staged files older than `cutoff`: puts that crashed before their rename."""
+    with os.scandir(staging) as entries:
+        for entry in entries:
+            try:
+                if not entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.name, dir_fd=staging)
+            except OSError:
+                pass  # another put reaped it first
+
+
 def _stage(staging: int, fill) -> str:
     """A new file in .tmp/ holding what fill(file) wrote, fsynced; its name."""
     name = f".{os.getpid()}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        with open(os.open(name, flags, 0o644, dir_fd=staging), "wb") as out:
+        with open(os.open(name, flags, file_mode(staging), dir_fd=staging), "wb") as out:
             fill(out)
             out.flush()
             os.fsync(out.fileno())
@@ -208,7 +365,7 @@ def _stage(staging: int, fill) -> str:
 
 def _make_directory(fd: int, name: str) -> None:
     try:
-        os.mkdir(name, 0o755, dir_fd=fd)
+        os.mkdir(name, dir_mode(fd), dir_fd=fd)  # the group's in a shared store, else this user's
     except FileExistsError:
         return  # another writer made it meanwhile
     fsync_fd(fd)

@@ -20,6 +20,7 @@ import re
 
 from ..errors import BadInput
 from . import ArtifactStore, StoreMissing, is_key
+from ..spool.terminal import printable
 
 JOBS = "jobs/"
 JOB_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
@@ -128,8 +129,7 @@ def _text(value) -> str:
     """`value` for a terminal: '-' for nothing, JSON for non-text, control characters escaped."""
     if value is None or value == "":
         return "-"
-    text = value if isinstance(value, str) else json.dumps(value)
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(value if isinstance(value, str) else json.dumps(value))
 
 
 def _cell(value) -> str:

@@ -2,12 +2,14 @@
 
     s3://BUCKET/PREFIX      the store; the key jobs/JOB/job.json is the object PREFIX/jobs/JOB/job.json
 
-A put is one PutObject, or for a large file one multipart upload: S3 shows an
+A put is one PutObject, or for a large file one multipart upload, read from
+the descriptor the store checked (see the package docstring): S3 shows an
 object only once its upload is complete, so a reader sees the old value or the
 new one, whole, and a failed put leaves the old value. Listing one level is
 ListObjectsV2 with delimiter '/' (its common prefixes are the directories), so
 it reads no value. Objects whose names are no keys (written by something else)
-are not listed. The bucket is never created: making one is a decision about
+are not listed. Deletes go 1,000 keys to a DeleteObjects request (S3's limit),
+one request after the other, each checked for the keys it could not remove. The bucket is never created: making one is a decision about
 region, cost and access that belongs to a person.
 
 Endpoint and credentials are found the boto3 way (AWS_ACCESS_KEY_ID,
@@ -29,7 +31,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from ..errors import BadInput
-from . import STORE_ENV, ArtifactStore, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
+from . import (READ_CHUNK, STORE_ENV, ArtifactStore, StoredValue, StoreMissing, StoreUnavailable, check_key,
+               check_prefix, is_key)
 
 ENDPOINT_ENV = "TRIVIALCI_S3_ENDPOINT_URL"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -40,7 +43,9 @@ _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 _CLIENT_CONFIG = dict(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
 _BOTO_ERRORS = (boto_errors.BotoCoreError, boto_errors.ClientError, Boto3Error)
 _TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20)
+DELETE_BATCH = 1000  # keys per DeleteObjects request: S3's limit
 PARALLEL_PUTS = 8  # files uploaded at once by put_tree (each large one also sends its parts in parallel)
+_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
 class S3Store(ArtifactStore):
@@ -57,25 +62,42 @@ class S3Store(ArtifactStore):
         with self._errors(key, "write"):
             self.client.put_object(Bucket=self.bucket, Key=self.root + key, Body=data)
 
-    def put_file(self, key: str, path) -> None:
+    def put_stream(self, key: str, stream) -> None:
         check_key(key)
-        _check_readable(path, key)
         with self._errors(key, "write"):
-            self.client.upload_file(os.fspath(path), self.bucket, self.root + key, Config=_TRANSFER)
+            self.client.upload_fileobj(stream, self.bucket, self.root + key, Config=_TRANSFER)
 
-    def put_files(self, files: dict) -> None:
+    def put_files(self, files: dict) -> list[str]:
         """Several PUTs in flight at once: a build's many small files cost round trips, not bandwidth."""
         if len(files) < 2:
             return super().put_files(files)
         with ThreadPoolExecutor(PARALLEL_PUTS, thread_name_prefix="s3-put") as pool:
-            uploads = [pool.submit(self.put_file, key, files[key]) for key in sorted(files)]
-        for upload in uploads:
-            upload.result()  # the first failure, as put_file said it
+            uploads = {key: pool.submit(self.put_source, key, files[key]) for key in sorted(files)}
+        return [key for key, upload in uploads.items() if upload.result()]  # the first failure, as put_file said it
+
+    def delete_tree(self, prefix: str) -> None:
+        prefix = check_prefix(prefix)
+        if not prefix:
+            raise BadInput("delete_tree needs a prefix such as jobs/JOB/files/: it never empties the whole store")
+        keys = self.list_keys(prefix)
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = [{"Key": self.root + key} for key in keys[start:start + _DELETE_BATCH]]
+            with self._errors(prefix, "delete"):
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise StoreUnavailable(f"cannot delete {first.get('Key')} in {self.where()}: {first.get('Code')}: "
+                                       f"{first.get('Message')}")
 
     def get_bytes(self, key: str) -> bytes:
         check_key(key)
         with self._errors(key, "read"):
             return self.client.get_object(Bucket=self.bucket, Key=self.root + key)["Body"].read()
+
+    def open_value(self, key: str) -> StoredValue:
+        check_key(key)
+        with self._errors(key, "read"):
+            return ObjectValue(self, key, self.client.get_object(Bucket=self.bucket, Key=self.root + key))
 
     def exists(self, key: str) -> bool:
         check_key(key)
@@ -87,6 +109,32 @@ class S3Store(ArtifactStore):
                 raise
             return False
         return True
+
+    def delete(self, key: str) -> None:
+        self.delete_keys([key])
+
+    def delete_keys(self, keys: list[str]) -> int:
+        """One DeleteObjects request per DELETE_BATCH keys (S3 removes a missing key without complaint)."""
+        keys = [check_key(key) for key in keys]
+        for start in range(0, len(keys), DELETE_BATCH):
+            self._delete_batch(keys[start:start + DELETE_BATCH])
+        return len(keys)
+
+    def _delete_batch(self, keys: list[str]) -> None:
+        objects = [{"Key": self.root + key} for key in keys]
+        with self._errors(keys[0], "delete"):
+            answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+        errors = answer.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StoreUnavailable(f"cannot delete {first.get('Key', '')[len(self.root):]} in {self.where()}: "
+                                   f"{first.get('Code')}: {first.get('Message')} ({len(errors)} key(s) not deleted)")
+
+    def key_sizes(self, prefix: str) -> dict[str, int]:
+        prefix = check_prefix(prefix)
+        sizes = {item["Key"][len(self.root):]: item["Size"] for page in self._pages(prefix)
+                 for item in page.get("Contents", [])}
+        return {key: sizes[key] for key in sorted(sizes) if is_key(key)}
 
     def list_children(self, prefix: str) -> list[str]:
         prefix = check_prefix(prefix)
@@ -130,6 +178,35 @@ class S3Store(ArtifactStore):
         return f"the artifact store {self.url}" + (f" at {self.endpoint}" if self.endpoint else "")
 
 
+class ObjectValue(StoredValue):
+    """One GetObject's streaming body. Reading from a later byte is a ranged GET of the same version
+    (If-Match its ETag): a put meanwhile makes it fail (StoreUnavailable) rather than mix two values."""
+
+    def __init__(self, store: S3Store, key: str, response: dict):
+        self.store, self.key, self.etag = store, key, response.get("ETag")
+        self.size, self.body = response["ContentLength"], response["Body"]
+
+    def chunks(self, first: int = 0, last: int | None = None):
+        first, last = self.span(first, last)
+        with self.store._errors(self.key, "read"):
+            if first > 0 and first <= last:
+                self._from(first, last)
+            while first <= last:
+                data = self.body.read(min(READ_CHUNK, last - first + 1))
+                if not data:
+                    raise StoreUnavailable(f"the S3 server ended {self.key} of {self.store.where()} early")
+                first += len(data)
+                yield data
+
+    def _from(self, first: int, last: int) -> None:
+        self.body.close()
+        self.body = self.store.client.get_object(Bucket=self.store.bucket, Key=self.store.root + self.key,
+                                                 Range=f"bytes={first}-{last}", IfMatch=self.etag)["Body"]
+
+    def close(self) -> None:
+        self.body.close()
+
+
 def translate(store: S3Store, key: str, action: str, error: Exception) -> Exception:
     """The StoreMissing or StoreUnavailable that says what went wrong with `error`, and what to do."""
     cause = error.__cause__ or error.__context__  # upload_file wraps the ClientError it met
@@ -153,6 +230,8 @@ def _client_error(store: S3Store, key: str, action: str, error) -> Exception:
                             f"and the endpoint; the store's bucket is made by a person, e.g. aws s3 mb s3://{store.bucket}")
     if code in _MISSING_KEY and action == "read":
         return StoreMissing.for_key(key, store.url)
+    if code in ("PreconditionFailed", "412") and action == "read":
+        return StoreUnavailable(f"{key} in {store.where()} was replaced while it was being read; read it again")
     if code in _DENIED:
         return StoreUnavailable(f"access denied to {action} {key} in {store.where()} ({code}): check the "
                                 "credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE) and that they may use this bucket")
@@ -168,11 +247,3 @@ def _parse_url(url: str) -> tuple[str, str]:
                        "3 to 63 lowercase letters, digits, '.' and '-' (the prefix may be left out)")
     return parts.netloc, check_prefix(parts.path.strip("/"))
 
-
-def _check_readable(path, key: str) -> None:
-    """BadInput for a source file that cannot be read, before anything is sent."""
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as error:
-        raise BadInput(f"cannot read {path} to store it as {key}: {error.strerror}") from None

@@ -5,7 +5,7 @@ the CLI starts it (`trivialci worker --log-listen HOST:PORT`, 127.0.0.1 and a
 free port by default) and advertises its URL as "log_url" in worker.json.
 
     GET /logs/JOB              the log (text/plain; charset=utf-8); ?offset=N from byte N;
-                               `Range: bytes=N-` or `bytes=N-M` gives 206 with Content-Range
+                               a Range (ranges.py: one range, RFC 9110) gives 206, or 416 past the end
     GET /logs/JOB?follow=1     the log from ?offset=N (default 0), then its new bytes as they are
                                written (chunked), until the job has ended
     GET /logs/JOB.html         a page that follows the log live
@@ -13,15 +13,18 @@ Every answer has X-Content-Type-Options: nosniff and a Content-Security-Policy
 that allows nothing but the page's own script (by nonce) and fetches to itself.
 A log answer has X-Log-Complete: 1 once the job has ended (WORKDIR/logs/JOB.ended
 exists, see buildlog.py). JOB must be a job id (jobs.JOB_ID) and is never
-URL-decoded, so no other file can be named. A log that is not on this disk
-redirects (302) to the hub's web UI when one is known, else is a 404 that says
-where the log is kept.
+URL-decoded, so no other file can be named; WORKDIR/logs/JOB.log is opened
+without following a link and served only if it is a regular file (a build that
+put a link to /etc/shadow there gets a 404), and it is sent from that one
+descriptor, a chunk at a time. A log that is not on this disk redirects (302)
+to the hub's web UI when one is known, else is a 404 that says where the log
+is kept. Connections, deadlines, the Host check and request bodies follow
+serving.py.
 """
 
+import errno
 import html
-import http.server
-import logging
-import re
+import os
 import secrets
 import socket
 import threading
@@ -32,25 +35,28 @@ from urllib.parse import parse_qs, urlsplit
 from ..worker.buildlog import ended_marker
 from ..errors import BadInput
 from ..jobs import is_job_id
-
-log = logging.getLogger("trivialci")
+from ..spool.files import CHUNK_BYTES, open_regular, read_chunks
+from .hosts import HostCheck
+from .serving import PLAIN_HEADERS, GuardedHandler, GuardedServer, OpenFile
 
 POLL = 0.05  # seconds between looks at a followed log
 FOLLOW_LIMIT = 6 * 3600.0  # a follower of a log that never completes (its worker died) is ended; it may reconnect
-RANGE = re.compile(r"bytes=(\d+)-(\d*)\Z")
 
 
 class LogServer:
     """A ThreadingHTTPServer on its own thread; stop() ends followers, closes the socket and joins every thread."""
 
-    def __init__(self, logs: Path, host: str = "127.0.0.1", port: int = 0, hub_ui: str | None = None):
+    def __init__(self, logs: Path, host: str = "127.0.0.1", port: int = 0, hub_ui: str | None = None,
+                 allow_hosts=()):
         self.stopping = threading.Event()
+        hosts = HostCheck.serving(host, allow_hosts)
         try:
-            self.httpd = _Server((host, port), _Handler)
+            self.httpd = GuardedServer((host, port), _Handler, hosts, "log server")
         except OSError as error:
             raise BadInput(f"the log server cannot listen on {host}:{port}: {error.strerror}; "
                            "pass --log-listen HOST:PORT with a free port, or --log-listen off") from None
-        self.httpd.logs, self.httpd.hub_ui, self.httpd.stopping = Path(logs), hub_ui, self.stopping
+        # The workdir's own path may pass through a link (~/.cache); nothing below it is followed.
+        self.httpd.logs, self.httpd.hub_ui, self.httpd.stopping = Path(os.path.realpath(logs)), hub_ui, self.stopping
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.2,), name="log server", daemon=True)
 
     @property
@@ -65,8 +71,7 @@ class LogServer:
     def stop(self) -> None:
         self.stopping.set()  # followers end their streams within POLL
         self.httpd.shutdown()
-        self.httpd.drop_connections(after=1.0)  # an idle keep-alive or a stuck reader would hold its thread
-        self.httpd.server_close()  # joins the request threads
+        self.httpd.close(after=1.0)  # cuts an idle keep-alive or a stuck reader, then joins the request threads
         self.thread.join()
 
     def __enter__(self) -> "LogServer":
@@ -87,90 +92,67 @@ def parse_listen(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins them: a stopped server leaves no thread behind
-    block_on_close = True
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.connections, self.changed = set(), threading.Condition()
-
-    def process_request(self, request, client_address) -> None:
-        with self.changed:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:
-        with self.changed:
-            self.connections.discard(request)
-            self.changed.notify_all()
-        super().shutdown_request(request)
-
-    def drop_connections(self, after: float) -> None:
-        """Give open connections `after` seconds to end by themselves, then cut them."""
-        with self.changed:
-            self.changed.wait_for(lambda: not self.connections, timeout=after)
-            for connection in self.connections:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 60  # seconds a client may take to send a request or read an answer
+class _Handler(GuardedHandler):
     server_version = "trivialci-logs"
     sys_version = ""
 
-    def do_GET(self) -> None:
+    def answer_get(self) -> None:
         url = urlsplit(self.path)
         name = url.path[len("/logs/"):] if url.path.startswith("/logs/") else ""
         page, job = name.endswith(".html"), name.removesuffix(".html")
         if not is_job_id(job):  # never decoded, never joined as a path unless it is a job id
             return self._text(404, "not found: this server has /logs/JOB, /logs/JOB?follow=1 and /logs/JOB.html\n")
-        path = self.server.logs / f"{job}.log"
-        if not path.is_file():
-            return self._missing(job)
-        if page:
-            return self._page(job)
-        query = parse_qs(url.query)
-        if query.get("follow", ["0"])[0] not in ("0", ""):
-            return self._follow(path, _offset(query))
-        self._serve(path, _offset(query))
+        log_file = self._open(job)
+        if log_file is None:
+            return
+        with log_file:
+            if page:
+                return self._page(job)
+            query = parse_qs(url.query)
+            if query.get("follow", ["0"])[0] not in ("0", ""):
+                return self._follow(job, log_file.fd, _offset(query))
+            self._serve(job, log_file, _offset(query))
 
-    def _serve(self, path: Path, offset: int) -> None:
-        size, ranged = path.stat().st_size, RANGE.match(self.headers.get("Range", "").strip())
-        first, last = (int(ranged[1]), int(ranged[2] or size - 1)) if ranged else (offset, size - 1)
-        if ranged and first >= size:
-            return self._text(416, f"the log has {size} bytes\n", {"Content-Range": f"bytes */{size}"})
-        body = _read(path, first, max(0, min(last, size - 1) - first + 1))
-        extra = {"Content-Range": f"bytes {first}-{first + len(body) - 1}/{size}"} if ranged else {}
-        self._send(206 if ranged else 200, body, "text/plain; charset=utf-8", {**extra, **self._log_headers(path)})
+    def _open(self, job: str) -> OpenFile | None:
+        """WORKDIR/logs/JOB.log, a regular file opened without following a link; None once refused."""
+        try:
+            return OpenFile(open_regular(f"{job}.log", root=self.server.logs))
+        except FileNotFoundError:
+            self._missing(job)
+        except OSError as error:
+            reason = "a link, a FIFO or a device" if error.errno in (errno.ELOOP, errno.EINVAL) else error.strerror
+            self._text(404, f"the log of job {job} here is not a regular file ({reason}): it is not served\n")
+        return None
 
-    def _follow(self, path: Path, offset: int) -> None:
+    def _serve(self, job: str, log_file: OpenFile, offset: int) -> None:
+        if offset and "Range" not in self.headers:  # the page's ?offset=N: the bytes from N on (none past the end)
+            first = min(offset, log_file.size)
+            self.start_answer(200, "text/plain; charset=utf-8", log_file.size - first, self._log_headers(job))
+            return self.send_chunks(log_file.chunks(first), log_file.size - first)
+        self.send_value(log_file, "text/plain; charset=utf-8", self._log_headers(job))
+
+    def _follow(self, job: str, fd: int, offset: int) -> None:
         self.send_response(200)
-        self._headers("text/plain; charset=utf-8", {"Transfer-Encoding": "chunked", **self._log_headers(path)})
+        self._headers("text/plain; charset=utf-8", {"Transfer-Encoding": "chunked", **self._log_headers(job)})
         self.end_headers()
         self.close_connection = True
-        try:
-            self._stream(path, offset, time.monotonic() + FOLLOW_LIMIT)
-            self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the reader went away
+        self._stream(job, fd, offset, time.monotonic() + FOLLOW_LIMIT)
+        self.wfile.write(b"0\r\n\r\n")
 
-    def _stream(self, path: Path, offset: int, deadline: float) -> None:
+    def _stream(self, job: str, fd: int, offset: int, deadline: float) -> None:
+        """The log's bytes from `offset` as they are written, read from the one descriptor opened at first."""
         while not self.server.stopping.is_set() and time.monotonic() < deadline:
-            complete = _complete(path)  # looked at before reading: bytes written before the end are all sent
-            offset += self._chunk(_read(path, offset, 1 << 20))
-            if complete and offset >= path.stat().st_size:
+            complete = self._complete(job)  # looked at before reading: bytes written before the end are all sent
+            size = os.fstat(fd).st_size
+            for data in read_chunks(fd, offset, size - 1, CHUNK_BYTES):
+                offset += self._chunk(data)
+            if complete and offset >= size:
                 return
             self.server.stopping.wait(POLL)
 
     def _chunk(self, data: bytes) -> int:
-        if data:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
         return len(data)
 
     def _missing(self, job: str) -> None:
@@ -186,25 +168,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         nonce = secrets.token_urlsafe(16)
         body = PAGE.format(job=html.escape(job), nonce=nonce).encode()
         csp = f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'"
-        self._send(200, body, "text/html; charset=utf-8", {"Content-Security-Policy": csp})
+        self.send_bytes(200, "text/html; charset=utf-8", body, {"Content-Security-Policy": csp})
 
-    def _log_headers(self, path: Path) -> dict:
-        return {"X-Log-Complete": "1"} if _complete(path) else {}
+    def _log_headers(self, job: str) -> dict:
+        return {"X-Log-Complete": "1"} if self._complete(job) else {}
 
-    def _text(self, status: int, text: str, extra: dict | None = None) -> None:
-        self._send(status, text.encode(), "text/plain; charset=utf-8", extra or {})
+    def _complete(self, job: str) -> bool:
+        return ended_marker(self.server.logs / f"{job}.log").exists()
 
-    def _send(self, status: int, body: bytes, content_type: str, extra: dict) -> None:
-        self.send_response(status)
-        self._headers(content_type, {"Content-Length": str(len(body)), **extra})
-        self.end_headers()
-        self.wfile.write(body)
+    def _text(self, status: int, text: str) -> None:
+        self.send_bytes(status, "text/plain; charset=utf-8", text.encode())
+
+    def common_headers(self) -> dict:
+        return {**PLAIN_HEADERS, "Accept-Ranges": "bytes"}
 
     def _headers(self, content_type: str, extra: dict) -> None:
-        headers = {"Content-Type": content_type, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
-                   "Content-Security-Policy": "default-src 'none'", "Referrer-Policy": "no-referrer",
-                   "Accept-Ranges": "bytes", **extra}
-        for name, value in headers.items():
+        for name, value in {"Content-Type": content_type, **self.common_headers(), **extra}.items():
             self.send_header(name, value)
 
     def version_string(self) -> str:
@@ -213,25 +192,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._text(405, "only GET\n")
 
-    def log_message(self, format: str, *args) -> None:
-        log.debug("log server: %s %s", self.address_string(), format % args)
-
 
 def _offset(query: dict) -> int:
     text = query.get("offset", ["0"])[0]
     return int(text) if text.isdigit() else 0
-
-
-def _complete(path: Path) -> bool:
-    return ended_marker(path).exists()
-
-
-def _read(path: Path, offset: int, count: int) -> bytes:
-    if count <= 0:
-        return b""
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        return handle.read(count)
 
 
 PAGE = """<!doctype html>

@@ -20,6 +20,8 @@ th,td{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left;white-spac
 th{background:#f4f4f4} #live{color:#888;font-size:12px} .empty{color:#888}
 .s-PASSED{color:#2a7a2a;font-weight:bold} .s-FAILED,.s-LOST{color:#c0392b;font-weight:bold}
 .s-QUEUED,.s-STARTING,.s-BUILDING{color:#b07d00;font-weight:bold} .s-CANCELLED,.s-SUPERSEDED{color:#777}
+.s-UNSTORED{color:#c0392b;font-weight:bold}
+.s-HELD{color:#6f42c1;font-weight:bold}
 """
 
 SCRIPT = """
@@ -112,8 +114,8 @@ def _cell(c) -> str:
     return f"<span{css}>{text}</span>"
 
 
-BADGE_COLOURS = {"PASSED": "#4c1", "FAILED": "#e05d44", "LOST": "#e05d44", "QUEUED": "#dfb317",
-                 "STARTING": "#dfb317", "BUILDING": "#dfb317"}
+BADGE_COLOURS = {"PASSED": "#4c1", "FAILED": "#e05d44", "LOST": "#e05d44", "HELD": "#6f42c1", "QUEUED": "#dfb317",
+                 "STARTING": "#dfb317", "BUILDING": "#dfb317", "UNSTORED": "#e05d44"}
 GREY = "#9f9f9f"
 
 

@@ -13,7 +13,9 @@ or `Accept: application/json`. The server runs in its own daemon thread and
 only reads files, so it can never hold up the hub's loop. It serves nothing but
 state/, done/, failed/, the heartbeats and the artifact store: job ids must be
 job ids, artifact names store keys, and any path with '..' (encoded or not) is
-a 404. It binds 127.0.0.1 unless told otherwise.
+a 404; no link is followed (data.py). Logs and artifacts are streamed, a chunk
+at a time, with Range. It binds 127.0.0.1 unless told otherwise; connections,
+deadlines, the Host check and request bodies follow serving.py.
 """
 
 import json
@@ -21,7 +23,6 @@ import re
 import secrets
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -30,6 +31,8 @@ from ..errors import BadInput
 from ..jobs import is_job_id
 from ..store import ArtifactStore, is_key
 from .data import WebData
+from .hosts import HostCheck
+from .serving import GuardedHandler, GuardedServer
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_PAGE = 100000
@@ -40,14 +43,14 @@ PAGES = {"/": "jobs", "/index.json": "jobs", "/queue": "queue", "/workers": "wor
 class WebUI:
     """A running web UI; close() stops it and joins its thread."""
 
-    def __init__(self, spool, store: ArtifactStore | None, host: str = DEFAULT_HOST, port: int = 0):
+    def __init__(self, spool, store: ArtifactStore | None, host: str = DEFAULT_HOST, port: int = 0, allow_hosts=()):
         handler = type("Handler", (Handler,), {"data": WebData(spool, store)})
+        hosts = HostCheck.serving(host, allow_hosts)
         try:
-            self.server = ThreadingHTTPServer((host, port), handler)
+            self.server = GuardedServer((host, port), handler, hosts, "web UI")
         except OSError as error:
             raise BadInput(f"the web UI cannot listen on {host}:{port}: {error.strerror}; "
                            "pick another --ui HOST:PORT (port 0 picks a free one)") from None
-        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="trivialci-webui", daemon=True)
         self.thread.start()
 
@@ -58,7 +61,7 @@ class WebUI:
 
     def close(self) -> None:
         self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
         self.thread.join()
 
     def __enter__(self):
@@ -89,25 +92,22 @@ def free_address(text: str) -> str:
     raise BadInput(f"the web UI cannot listen on {host}: no port there is free; pass --ui HOST:PORT or --ui off")
 
 
-class Handler(BaseHTTPRequestHandler):
-    """One request: route it, answer with security headers, never raise into the server."""
+class Handler(GuardedHandler):
+    """One request: route it, answer with security headers; a page that fails is a 500 (serving.py)."""
 
     data: WebData
 
     def version_string(self) -> str:
         return "TrivialCi"
 
-    def do_GET(self):
-        try:
-            self.route(urlsplit(self.path))
-        except Exception as error:  # a page that fails must not take the server down
-            self.send_text(500, f"the web UI failed on this page: {error!r}\n")
+    def answer_get(self):
+        self.route(urlsplit(self.path))
 
     def do_HEAD(self):
         self.do_GET()
 
-    def log_message(self, format, *args):
-        pass  # the hub's log is for the hub's events, not for every page view
+    def common_headers(self) -> dict:
+        return {**security_headers(None), "Cache-Control": "no-store", "Vary": "Accept"}
 
     def route(self, url) -> None:
         raw = url.path
@@ -169,25 +169,24 @@ class Handler(BaseHTTPRequestHandler):
     # --- files ----------------------------------------------------------
 
     def stored_text(self, key: str) -> None:
-        data = self.data.stored_bytes(key)
-        if data is None:
-            return self.not_found("not in the artifact store\n")
-        self.send(200, "text/plain; charset=utf-8", data)
+        self.send_file(self.data.stored_value(key), "text/plain; charset=utf-8", "not in the artifact store\n")
 
     def artifact(self, job_id: str, name: str) -> None:
         key = f"jobs/{job_id}/files/{name}"
-        data = self.data.stored_bytes(key) if is_key(key) else None
-        if data is None:
-            return self.not_found("no such artifact\n")
-        filename = Path(name).name
-        self.send(200, "application/octet-stream", data,
-                  extra={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"})
+        value = self.data.stored_value(key) if is_key(key) else None
+        self.send_file(value, "application/octet-stream", "no such artifact\n",
+                       {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(Path(name).name)}"})
 
     def event_log(self, parts: list[str]) -> None:
-        data = self.data.event_log(*parts) if len(parts) == 3 else None
-        if data is None:
-            return self.not_found("no such log of today's or yesterday's events\n")
-        self.send(200, "text/plain; charset=utf-8", data)
+        log_file = self.data.event_log(*parts) if len(parts) == 3 else None
+        self.send_file(log_file, "text/plain; charset=utf-8", "no such log of today's or yesterday's events\n")
+
+    def send_file(self, value, content_type: str, missing: str, extra: dict | None = None) -> None:
+        """A store value or an open file, streamed (serving.send_value), then closed; 404 `missing` when None."""
+        if value is None:
+            return self.not_found(missing)
+        with value:
+            self.send_value(value, content_type, extra)
 
     def badge(self, branch: str) -> None:
         svg = pages.badge("build", self.data.branch_status(branch))
@@ -202,14 +201,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send(status, "text/plain; charset=utf-8", text.encode())
 
     def send(self, status: int, content_type: str, body: bytes, nonce: str | None = None, extra=None) -> None:
-        self.send_response(status)
-        headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **security_headers(nonce),
-                   "Cache-Control": "no-store", "Vary": "Accept", **(extra or {})}
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.send_bytes(status, content_type, body, {**security_headers(nonce), **(extra or {})})
 
 
 def security_headers(nonce: str | None) -> dict:

@@ -51,7 +51,9 @@ def job_view(job_id: str, data: dict) -> list[dict]:
         links.append({"text": "stored log", "href": f"/jobs/{job_id}/log"})
     files = [[{"text": name, "href": f"/jobs/{job_id}/files/{quote(name)}", "download": True}]
              for name in data["files"]]
-    return [{"title": "status", "links": [status_cell(record.get("status"))]},
+    held = [f"held: it runs once someone approves it with `trivialci approve {job_id}`"] \
+        if record.get("status") == JobStatus.HELD else []
+    return [{"title": "status", "links": [status_cell(record.get("status")), *held]},
             {"title": "logs", "links": links or ["no log yet"]},
             {"title": "artifacts", "columns": ["file"], "rows": files, "empty": "no artifacts stored"},
             {"title": "record", "columns": ["field", "value"], "rows": rows, "empty": ""}]
@@ -62,7 +64,22 @@ def queue_view(data: dict) -> list[dict]:
     kinds = [{"title": f"queue of {kind}", "columns": ["#", "job", "branch", "sha", "queued", "attempt"],
               "rows": [[n + 1, *_queued_row(job)] for n, job in enumerate(jobs)], "empty": "empty"}
              for kind, jobs in sorted(data["queue"].items())]
-    return paused + (kinds or [{"title": "queue", "links": ["nothing is queued"]}])
+    return paused + (kinds or [{"title": "queue", "links": ["nothing is queued"]}]) + _held_view(data.get("held", []))
+
+
+def _held_view(held: list[dict]) -> list[dict]:
+    """Jobs that wait for a person: a fork's pull request runs only after `trivialci approve JOB`."""
+    if not held:
+        return []
+    rows = [[job_link(j.get("job")), j.get("kind"), j.get("branch"), _sha(j), j.get("head_repo"), j.get("author"),
+             when(j.get("queued"))] for j in held]
+    return [{"title": "held: waiting for trivialci approve JOB",
+             "columns": ["job", "kind", "branch", "sha", "from", "author", "held since"], "rows": rows, "empty": ""}]
+
+
+def _sha(job: dict):
+    sha = job.get("sha")
+    return sha[:12] if isinstance(sha, str) else sha
 
 
 def _queued_row(job: dict) -> list:
