@@ -137,8 +137,8 @@ def test_dispatch_to_named_workers_reads_only_theirs_and_hands_the_oldest_job(sp
     monkeypatch.setattr(HubState, "worker", lambda self, name: read.append(name) or original(self, name))
     assert scheduling.dispatch(state, ["w3"]) == [], "nothing queued: nothing read"
     assert read == []
-    state.apply_status(queued("j2", "2026-11-25T00:00:02.000Z"))
-    state.apply_status(queued("j1", "2026-11-25T00:00:01.000Z"))
-    assert scheduling.dispatch(state, ["w3"]) == [("w3", "j1")]
-    assert read == ["w3"]
-    assert scheduling.dispatch(state) == [("w0", "j2")]  # all of them, as the tick does
+    state.apply_status(queued(J2, "2026-11-25T00:00:02.000Z"))
+    state.apply_status(queued(J1, "2026-11-25T00:00:01.000Z"))
+    assert scheduling.dispatch(state, ["w3"]) == [("w3", J1)]
+    assert set(read) == {"w3"}, "no other worker's file is read"
+    assert scheduling.dispatch(state) == [("w0", J2)]  # all of them, as the tick does
