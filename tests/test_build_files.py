@@ -4,6 +4,11 @@ Each test runs one real job (JobRun: a real git repository, a real build
 process, a real directory store) whose build tries to make the worker store
 or overwrite a file outside what it was given. A job's retry lists only its
 own files.
+
+The builds here run without the sandbox (--sandbox off): what they try is what
+an unsandboxed build could do to the worker's own disk, and the worker's steps
+must hold even then. With the sandbox on they could not reach the workdir at
+all (tests/test_sandbox.py).
 """
 
 import json
@@ -21,6 +26,11 @@ from trivialci.worker import jobrun
 
 SECRET = b"-----BEGIN OPENSSH PRIVATE KEY----- not for the store"
 JOB = "20261125T000000Z-abcdef"
+
+
+@pytest.fixture(autouse=True)
+def no_sandbox(monkeypatch):
+    monkeypatch.setenv("TRIVIALCI_SANDBOX", "off")
 
 
 @pytest.fixture

@@ -85,21 +85,6 @@ APPROVAL_FIELDS = {"by": lambda value: check_text(value, "approver", MAX_APPROVE
 TRUST_CHECKS = {"trusted": check_trusted, "approval": optional(check_approval)}
 
 
-UPDATE_FIELDS = {
-    "job": check_job_id, "status": _status_word, "attempt": check_attempt,
-    "repo": check_repo, "branch": check_branch, "sha": check_sha, "kind": check_kind,
-    "params": check_params, "request": optional(check_request_id),
-    "queued": optional(check_time), "dispatched": optional(check_time), "started": optional(check_time),
-    "ended": optional(check_time), "worker": optional(check_node_name),
-    "worker_process": optional(check_worker_process), "log_url": optional(check_log_url),
-    "exit_code": optional(check_exit_code), "reason": optional(check_reason),
-    "queue_wait": optional(check_seconds), "run_time": optional(check_seconds), **TRUST_CHECKS,
-}
-JOB_FIELDS = ("repo", "branch", "sha", "kind")  # what a job is: its first update must say it
-
-WORK_REQUIRED_FIELDS = {"worker": check_node_name, "kind": check_kind, "after": optional(check_job_id),
-                        "attempt": optional(check_attempt)}
-WORK_DONE_FIELDS = {"job": check_job_id, "worker": check_node_name, "status": _status_word}
 def _forge_name(name) -> str:
     forge_named(name)
     return name
@@ -113,6 +98,27 @@ def _shown_text(value):
 # What a webhook adds to a push (trivialci/forge/receive.py): each checked like the rest.
 FORGE_CHECKS = {"forge": optional(_forge_name), "forge_repo": optional(hooks.full_name), "author": _shown_text,
                 "subject": _shown_text, "delivery": optional(hooks.delivery_id)}
+# What a job of a forge's repository, or of a pull request, carries (pipeline/pull_request.py, hub/approval.py).
+JOB_FORGE_CHECKS = {"forge": optional(_forge_name), "forge_repo": optional(hooks.full_name), "author": _shown_text,
+                    "subject": _shown_text, "pr": optional(hooks.number),
+                    "head_repo": optional(hooks.full_name_or_none), "held_since": optional(check_time)}
+UPDATE_FIELDS = {
+    "job": check_job_id, "status": _status_word, "attempt": check_attempt,
+    "repo": check_repo, "branch": check_branch, "sha": check_sha, "kind": check_kind,
+    "params": check_params, "request": optional(check_request_id),
+    "queued": optional(check_time), "dispatched": optional(check_time), "started": optional(check_time),
+    "ended": optional(check_time), "worker": optional(check_node_name),
+    "worker_process": optional(check_worker_process), "log_url": optional(check_log_url),
+    "exit_code": optional(check_exit_code), "reason": optional(check_reason),
+    "queue_wait": optional(check_seconds), "run_time": optional(check_seconds), **TRUST_CHECKS,
+    "verdict": optional(_status_word),  # an UNSTORED job's own result (the store refused its record or files)
+    **JOB_FORGE_CHECKS,
+}
+JOB_FIELDS = ("repo", "branch", "sha", "kind")  # what a job is: its first update must say it
+
+WORK_REQUIRED_FIELDS = {"worker": check_node_name, "kind": check_kind, "after": optional(check_job_id),
+                        "attempt": optional(check_attempt)}
+WORK_DONE_FIELDS = {"job": check_job_id, "worker": check_node_name, "status": _status_word}
 BRANCH_UPDATE_FIELDS = {"repo": check_repo, "branch": check_branch, "old": optional(check_sha), "new": check_sha,
                         "params": check_params, "request": optional(check_request_id), **TRUST_CHECKS,
                         **FORGE_CHECKS}

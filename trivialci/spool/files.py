@@ -31,6 +31,8 @@ import os
 import stat
 from pathlib import Path
 
+from .permissions import PRIVATE_DIR, SHARED_DIR, is_shared
+
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_STATE_BYTES = 1 << 20  # a state file, heartbeat or record is a few KiB
@@ -128,11 +130,15 @@ def _enter(fd: int, name: str, create: bool) -> int:
     except FileNotFoundError:
         if not create:
             raise
+    mode = SHARED_DIR if is_shared(fd) else PRIVATE_DIR  # 0700, or 02770 in a spool shared with a group
     try:
-        os.mkdir(name, 0o755, dir_fd=fd)
+        os.mkdir(name, mode & 0o777, dir_fd=fd)
     except FileExistsError:
-        pass  # another writer made it meanwhile (or put something else there: the open says so)
-    return os.open(name, DIRECTORY_FLAGS, dir_fd=fd)
+        mode = None  # another writer made it meanwhile (or put something else there: the open says so)
+    made = os.open(name, DIRECTORY_FLAGS, dir_fd=fd)
+    if mode is not None:
+        os.fchmod(made, mode)  # the setgid bit, which mkdir leaves to the umask's mercy
+    return made
 
 
 def _checked(fd: int, path) -> int:
