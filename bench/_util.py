@@ -136,10 +136,10 @@ def stop(process: subprocess.Popen, timeout: float = 20.0) -> int:
 class Hub:
     """A real `trivialci hub` process on `spool`; its stderr goes to a file beside the spool."""
 
-    def __init__(self, spool: Path, pipeline: Path, *options, env: dict | None = None):
+    def __init__(self, spool: Path, pipeline: Path, *options, env: dict | None = None, python: str = PYTHON):
         self.spool = Path(spool)
         self.stderr_path = self.spool.with_name(self.spool.name + ".hub.stderr")
-        argv = [PYTHON, "-m", "trivialci", "hub", "--spool", str(spool), "--pipeline", str(pipeline), *map(str, options)]
+        argv = [python, "-m", "trivialci", "hub", "--spool", str(spool), "--pipeline", str(pipeline), *map(str, options)]
         with open(self.stderr_path, "wb") as stderr:
             self.process = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                                  env={**os.environ, **(env or {})}, cwd=self.spool.parent)

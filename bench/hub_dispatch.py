@@ -16,16 +16,19 @@ flow adds branch_update). Measured: jobs scheduled per second (every
 start_work handed out) and jobs done per second (every PASSED folded into
 state/jobs/), from the first work_required; the CPU the hub and its scripts
 (and its fork server) used per event. Configurations alternate run by run:
-the hub with its fork server, and today's reference with --no-fork-server.
+the hub with its fork server, and the same with --no-fork-server or, with
+--today PYTHON, today's hub instead: the interpreter of a checkout from before
+the fork server (its own trivialci and its own pipeline/), the goal's baseline.
 
-    .venv/bin/python bench/hub_dispatch.py
-    .venv/bin/python bench/hub_dispatch.py --workers 200 --jobs 200 --repeats 2
+    .venv/bin/python bench/hub_dispatch.py --today /tmp/today/.venv/bin/python
+    .venv/bin/python bench/hub_dispatch.py --workers 200 --jobs 200 --repeats 2 --dir /dev/shm
 """
 
 import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -43,7 +46,8 @@ from _util import ROOT, Hub, Scratch, cpu_seconds, median, print_table, ratio, s
 
 KIND, REPO = "build", "/srv/git/app.git"
 GOAL_RATIO = 10.0
-CONFIGURATIONS = {"fork server": (), "--no-fork-server (today)": ("--no-fork-server",)}
+CONFIGURATIONS = {"fork server": (), "--no-fork-server": ("--no-fork-server",)}
+TODAY = "today's hub (--today)"
 
 
 class Workers:
@@ -146,14 +150,16 @@ def fork_server_pids(hub: Hub) -> list[int]:
             for word in line.split("fork server pid", 1)[1].split()[:1]]
 
 
-def run_once(tmp: Path, options: tuple, args) -> dict:
-    """One run on a fresh spool: {scheduled_s, done_s, events, cpu_s}."""
+def run_once(tmp: Path, options: tuple, args, python: str | None = None) -> dict:
+    """One run on a fresh spool: {scheduled_s, done_s, events, cpu_s}; `python` runs another checkout's hub."""
     root = tmp / f"run-{time.monotonic_ns()}"
     spool = root / "spool"
     root.mkdir()
     jobs = set(queue_jobs(spool, args.jobs))
     workers = Workers(spool, args.workers, args.threads)
-    hub = Hub(spool, ROOT / "pipeline", "--store", f"file://{root / 'store'}", "--workdir", root / "work", *options)
+    pipeline = _checkout_of(python) / "pipeline" if python else ROOT / "pipeline"
+    hub = Hub(spool, pipeline, "--store", f"file://{root / 'store'}", "--workdir", root / "work", *options,
+              python=python or sys.executable)
     try:
         hub.wait_ready()
         wait_for(lambda: inbox_empty(spool), 300, "the hub to handle the queued jobs")
@@ -179,6 +185,13 @@ def run_once(tmp: Path, options: tuple, args) -> dict:
             watcher.join()
         hub.stop()
     return result
+
+
+def _checkout_of(python: str) -> Path:
+    """The checkout whose trivialci `python` imports (its pipeline/ is today's flow)."""
+    found = subprocess.run([python, "-c", "import trivialci; print(trivialci.__file__)"], capture_output=True, cwd="/",
+                           text=True, check=True)
+    return Path(found.stdout.strip()).parent.parent
 
 
 def _cpu(hub: Hub) -> float:
@@ -219,7 +232,8 @@ def _fsync_ms(directory: Path) -> float:
 def report(results: dict, args) -> None:
     rows = []
     rates = {label: [args.jobs / r["scheduled_s"] for r in runs] for label, runs in results.items()}
-    baseline = median(rates["--no-fork-server (today)"])
+    reference = TODAY if TODAY in results else "--no-fork-server"
+    baseline = median(rates[reference])
     for label, runs in results.items():
         done = [args.jobs / r["done_s"] for r in runs]
         cpu = [r["cpu_s"] / r["events"] * 1e3 for r in runs]
@@ -228,9 +242,10 @@ def report(results: dict, args) -> None:
                      f"{ratio(median(rates[label]), baseline):.2f}x"])
     print_table(f"one hub, shipped pipeline, {args.workers} simulated workers, {args.jobs} jobs, {args.repeats} runs",
                 ["hub", "scheduled jobs/s", "min-max", "done jobs/s", "min-max", "CPU ms/event", "events",
-                 "vs today"], rows)
+                 f"vs {reference}"], rows)
     gain = ratio(median(rates["fork server"]), baseline)
-    print(f"  goal: >= {GOAL_RATIO:g}x today's jobs scheduled per second: {gain:.2f}x -> {verdict(gain >= GOAL_RATIO)}")
+    print(f"  goal: >= {GOAL_RATIO:g}x today's jobs scheduled per second ({reference}): {gain:.2f}x -> "
+          f"{verdict(gain >= GOAL_RATIO)}")
 
 
 def main() -> None:
@@ -240,16 +255,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each configuration [2]")
     parser.add_argument("--threads", type=int, default=8, help="threads that answer for the workers [8]")
     parser.add_argument("--timeout", type=float, default=600.0, help="deadline of one run, seconds [600]")
+    parser.add_argument("--today", default=None, metavar="PYTHON",
+                        help="the interpreter of a checkout from before the fork server: today's hub, the baseline")
     parser.add_argument("--dir", default=None,
                         help="where the spools go, e.g. /dev/shm to leave the disk's fsync out [the temp dir]")
     args = parser.parse_args()
-    results: dict = {label: [] for label in CONFIGURATIONS}
+    configurations = {label: (options, None) for label, options in CONFIGURATIONS.items()}
+    if args.today:  # today's hub replaces this tree's --no-fork-server as the reference
+        del configurations["--no-fork-server"]
+        configurations[TODAY] = ((), args.today)
+    results: dict = {label: [] for label in configurations}
     with Scratch(directory=args.dir) as tmp:
         print(f"hub dispatch: {sys.executable}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, spools in "
               f"{tmp} ({_filesystem(tmp)}), fsync {_fsync_ms(tmp):.2f} ms (median of 20)")
         for repeat in range(args.repeats):
-            for label, options in CONFIGURATIONS.items():
-                result = run_once(tmp, options, args)
+            for label, (options, python) in configurations.items():
+                result = run_once(tmp, options, args, python)
                 results[label].append(result)
                 print(f"  run {repeat + 1}/{args.repeats} {label}: scheduled {result['scheduled_s']:.2f} s, "
                       f"done {result['done_s']:.2f} s, {result['events']} events, {result['cpu_s']:.1f} s CPU, "

@@ -14,5 +14,5 @@ try:
         print(f"{payload['worker']} is still busy with its job; this request is stale")
 except TrivialCiError as refusal:  # e.g. a worker name that is not a file name: nothing is written
     sys.exit(f"refused: {refusal}")
-for worker, job in dispatch(state):
+for worker, job in dispatch(state, [payload["worker"]]):  # to this worker: no other's file needs reading
     print(f"handed {job} to {worker}")

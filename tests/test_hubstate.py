@@ -123,3 +123,22 @@ def test_event_values_that_are_not_file_names_are_refused_and_write_nothing(spoo
     with pytest.raises(BadInput):
         scheduling.worker_ready(state, {"worker": "../../inbox/evil", "kind": "build"})
     assert sorted(p for p in spool.rglob("*")) == before
+
+
+def test_dispatch_to_named_workers_reads_only_theirs_and_hands_the_oldest_job(spool, monkeypatch):
+    from trivialci.hub import scheduling
+
+    state = make_state(spool)
+    for number in range(5):
+        beat(spool, f"w{number}", 100 + number)
+        state.apply("work_required", {"worker": f"w{number}", "kind": "build"})
+    read = []
+    original = HubState.worker
+    monkeypatch.setattr(HubState, "worker", lambda self, name: read.append(name) or original(self, name))
+    assert scheduling.dispatch(state, ["w3"]) == [], "nothing queued: nothing read"
+    assert read == []
+    state.apply_status(queued(J2, "2026-11-25T00:00:02.000Z"))
+    state.apply_status(queued(J1, "2026-11-25T00:00:01.000Z"))
+    assert scheduling.dispatch(state, ["w3"]) == [("w3", J1)]
+    assert set(read) == {"w3"}, "no other worker's file is read"
+    assert scheduling.dispatch(state) == [("w0", J2)]  # all of them, as the tick does

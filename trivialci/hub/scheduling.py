@@ -60,12 +60,18 @@ def alive(spool, worker: str) -> bool:
     return age is not None and age < LOST_AFTER
 
 
-def dispatch(state: HubState) -> list[tuple[str, str]]:
-    """Hand the oldest queued job of each kind to an idle worker of that kind."""
+def dispatch(state: HubState, workers: list[str] | None = None) -> list[tuple[str, str]]:
+    """Hand the oldest queued job of each kind to an idle worker of that kind.
+
+    `workers` narrows it to those names: a worker that asks for work needs no
+    reading of every other worker's file (after each dispatch no idle worker
+    waits beside a queued job of its kind, and a tick dispatches to all).
+    """
     handed = []
-    if state.paused():
+    if state.paused() or not any(state.queued(kind) for kind in state.queued_kinds()):
         return handed
-    for worker in state.workers():
+    candidates = state.workers() if workers is None else [w for w in map(state.worker, workers) if w]
+    for worker in candidates:
         if worker["state"] != "idle" or not state.queued(worker["kind"]):
             continue
         if not alive(state.node_dir.spool, worker["name"]):

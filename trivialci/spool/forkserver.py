@@ -156,6 +156,8 @@ class ForkServer:
         """Start the server if there is none (and its backoff is over); it says when it is ready."""
         if not self.enabled or self.process is not None or time.monotonic() < self.restart_at:
             return
+        if not any(self.pipeline.glob("*.py")):
+            return  # a pipeline of executables only: nothing to fork (a TYPE.py added later starts it)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.process = subprocess.Popen(

@@ -118,7 +118,8 @@ def _environment(env: dict) -> None:
 def _interpreter_state(argv: list[str], directory: str) -> None:
     sys.argv = list(argv)
     sys.orig_argv = [sys.executable, *argv]
-    sys.path.insert(0, directory)
+    if not sys.flags.safe_path:  # PYTHONSAFEPATH: python TYPE.py puts no directory first either
+        sys.path.insert(0, directory)
     sys.stdin = sys.__stdin__ = _stream(0, "r", "<stdin>", sys.__stdin__)
     sys.stdout = sys.__stdout__ = _stream(1, "w", "<stdout>", sys.__stdout__)
     sys.stderr = sys.__stderr__ = _stream(2, "w", "<stderr>", sys.__stderr__)

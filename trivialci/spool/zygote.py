@@ -101,7 +101,10 @@ class Zygote:
         refusal = self.refusal(request)
         if refusal:
             return {"spawn": refusal}
-        return {"pid": self.fork_script(request, *fds)}
+        try:
+            return {"pid": self.fork_script(request, *fds)}
+        except OSError as error:  # EAGAIN, ENOMEM: the node's own fork may still work
+            return {"spawn": f"it could not be forked: {error.strerror or error}"}
 
     def staleness(self, request: dict) -> str:
         directory = os.path.realpath(os.path.dirname(request["script"]))
