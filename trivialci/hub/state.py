@@ -228,16 +228,14 @@ class HubState:
         return f"queue/{job['kind']}/{queued_at}.{job['job']}.json"
 
     def _file_queue_entry(self, job: dict) -> None:
-        entry = self.queue_entry(job)
-        if job["status"] == JobStatus.QUEUED:
-            self._write(entry, job)
-        else:
-            with self._refusing_links(entry):
-                remove_if_present(entry, root=self.root)
+        self._file_entry(self.queue_entry(job), job, JobStatus.QUEUED)
 
     def _file_held_entry(self, job: dict) -> None:
-        entry = f"held/{job['job']}.json"
-        if job["status"] == JobStatus.HELD:
+        self._file_entry(f"held/{job['job']}.json", job, JobStatus.HELD)
+
+    def _file_entry(self, entry: str, job: dict, status: JobStatus) -> None:
+        """The job's file at `entry` while the job is in `status`; no file there otherwise."""
+        if job["status"] == status:
             self._write(entry, job)
         else:
             with self._refusing_links(entry):

@@ -250,48 +250,34 @@ class FileValue(StoredValue):
 
 
 def _keys_below(fd: int, prefix: str):
-    with os.scandir(fd) as entries:
-        for entry in entries:
-            key = prefix + entry.name
-            if not is_key(key):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                yield from _keys_in_child(fd, entry.name, key + "/")
-            elif entry.is_file(follow_symlinks=False):
-                yield key
+    return (key for key, _ in _files_below(fd, prefix))
 
 
 def _sizes_below(fd: int, prefix: str):
     """(key, size) of each key below the directory `fd`: one lstat per file, no read."""
+    return ((key, entry.stat(follow_symlinks=False).st_size) for key, entry in _files_below(fd, prefix))
+
+
+def _files_below(fd: int, prefix: str):
+    """(key, DirEntry) of each regular file below the directory `fd`, walked without following a link."""
     with os.scandir(fd) as entries:
         for entry in entries:
             key = prefix + entry.name
             if not is_key(key):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                yield from _sizes_in_child(fd, entry.name, key + "/")
+                yield from _files_in_child(fd, entry.name, key + "/")
             elif entry.is_file(follow_symlinks=False):
-                yield key, entry.stat(follow_symlinks=False).st_size
+                yield key, entry
 
 
-def _sizes_in_child(fd: int, name: str, prefix: str):
-    try:
-        child = os.open(name, _DIRECTORY, dir_fd=fd)
-    except _NO_DIRECTORY_HERE:
-        return
-    try:
-        yield from _sizes_below(child, prefix)
-    finally:
-        os.close(child)
-
-
-def _keys_in_child(fd: int, name: str, prefix: str):
+def _files_in_child(fd: int, name: str, prefix: str):
     try:
         child = os.open(name, _DIRECTORY, dir_fd=fd)
     except _NO_DIRECTORY_HERE:
         return  # removed, or replaced by a file, since it was listed
     try:
-        yield from _keys_below(child, prefix)
+        yield from _files_below(child, prefix)
     finally:
         os.close(child)
 
