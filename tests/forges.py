@@ -127,6 +127,7 @@ STATUS_PATHS = {"github": re.compile(r"/repos/([^/]+/[^/]+)/statuses/([0-9a-f]{4
 STATES = {"github": {"pending", "success", "failure", "error"},
           "gitea": {"pending", "success", "error", "failure", "warning"},
           "gitlab": {"pending", "running", "success", "failed", "canceled"}}
+SEEN_PATH = "/seen-by-the-test/"  # GET SEEN_PATH + SHA: 200 once a status for SHA was taken
 ROOTS = {"github": "", "gitea": "/api/v1", "gitlab": "/api/v4"}
 
 
@@ -230,6 +231,12 @@ class _APIHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        if self.path.startswith(SEEN_PATH):  # the tests' own question, never one a hub asks: has SHA had a status?
+            seen = any(r["sha"] == self.path[len(SEEN_PATH):] for r in self.api.requests if r["answered"] == 201)
+            self.send_response(200 if seen else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.api.record({"path": self.path, "body": None, "sha": None, "problem": f"GET {self.path}",
                          "answered": 405, "headers": dict(self.headers)})
         self.send_response(405)

@@ -114,6 +114,7 @@ def test_up_watches_several_repositories_takes_webhooks_and_polls_as_a_safety_ne
     try:
         wait_for(lambda: len(list((spool / "state" / "gitwatcher").glob("*.json"))) == 2, timeout=30,
                  message="a gitwatcher for each repository")
+        wait_for(lambda: "webhook_url" in _heartbeat(spool), timeout=30, message="the hub's webhook endpoint")
         assert f"webhook   https://ci.example.com:{port}/hooks/github" in up.stderr()
         assert up.stderr().count("every 300 s") == 2
         sha = second.commit({"README": "pushed"})
@@ -127,6 +128,14 @@ def test_up_watches_several_repositories_takes_webhooks_and_polls_as_a_safety_ne
             assert up.stop(signal.SIGINT, timeout=60) == 0, up.stderr()
         for pid in local_worker_pids(spool):
             os.kill(pid, signal.SIGKILL)
+
+
+def _heartbeat(spool) -> dict:
+    """hub.json, which names the webhook's URL once the hub listens there (up's banner comes before)."""
+    try:
+        return json.loads((spool / "hub.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 from conftest import run_cli, wait_for
-from forges import PULL_EVENT, PUSH_EVENT, SECRET, TOKEN, StatusAPI, deliver, pull, push
+from forges import PULL_EVENT, PUSH_EVENT, SECRET, SEEN_PATH, TOKEN, StatusAPI, deliver, pull, push
 from gitrepo import Origin, git
 
 from trivialci.up import local_worker_pids
@@ -22,6 +22,13 @@ NAMES = {"github": "octo/app", "gitea": "octo/app", "gitlab": "group/sub/app"}
 BUILD = ("#!/bin/sh\nif env | grep -q 'TOKEN\\|WEBHOOK_SECRET'; then echo 'a secret leaked'; exit 1; fi\n"
          "echo \"built $TRIVIALCI_BRANCH at $TRIVIALCI_SHA\"\n")
 PUBLIC = "https://ci.example.com"
+WAIT_FOR_A_STATUS = (  # a build that ends only once the forge has its first status: pending is never overtaken
+    "#!/bin/sh\nexec python3 - <<'EOF'\nimport os, time, urllib.request, urllib.error\n"
+    "url, deadline = '{seen}' + os.environ['TRIVIALCI_SHA'], time.monotonic() + 60\n"
+    "while time.monotonic() < deadline:\n"
+    "    try:\n        urllib.request.urlopen(url, timeout=5); break\n"
+    "    except urllib.error.URLError:\n        time.sleep(0.05)\n"
+    "else:\n    raise SystemExit('the forge never had a status')\nEOF\n")
 
 
 class Forge:
@@ -44,12 +51,12 @@ class Forge:
                         message="the hub's webhook endpoint")
         self.hooks, self.ui = beat["webhook_url"], beat["ui_url"]
 
-    def commit(self, message="change", branch="main", push_to=None) -> str:
+    def commit(self, message="change", branch="main", push_to=None, build=BUILD) -> str:
         """Commit an executable .trivialci/build on `branch`, push it there (or to the ref `push_to`); its sha."""
         work = self.origin.work
         git("checkout", "-q", "-B", branch, cwd=work)
         (work / ".trivialci").mkdir(exist_ok=True)
-        (work / ".trivialci" / "build").write_text(BUILD)
+        (work / ".trivialci" / "build").write_text(build)
         (work / ".trivialci" / "build").chmod(0o755)
         (work / "notes.txt").write_text(message)
         git("add", "-A", cwd=work)
@@ -119,7 +126,8 @@ def final_status(forge, sha):
 @pytest.mark.parametrize("name", ["github", "gitea", "gitlab"])
 def test_a_push_builds_and_the_commit_goes_pending_then_success(make_forge, name):
     forge = make_forge(name)
-    sha = forge.commit("first")
+    seen = f"http://127.0.0.1:{forge.api.port}{SEEN_PATH}"
+    sha = forge.commit("first", build=WAIT_FOR_A_STATUS.replace("{seen}", seen))
     status, text = forge.send_push(sha)
     assert status == 202, text
     [job] = wait_for(lambda: [r for r in forge.stored(sha) if r["status"] == "PASSED"], timeout=90,
