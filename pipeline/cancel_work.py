@@ -15,6 +15,8 @@ from trivialci.jobs import check_attempt
 from trivialci.worker import stop_job
 
 payload = json.load(sys.stdin)
+if "TRIVIALCI_WORKER" not in os.environ:  # dropped into the hub's inbox: its workdir holds no builds
+    sys.exit(f"refused: cancel_work is a worker's event, and {os.environ['TRIVIALCI_NODE']} is no worker")
 try:
     if payload.get("attempt") is not None:  # the request is for the job, whichever attempt of it runs here
         check_attempt(payload["attempt"])

@@ -29,6 +29,8 @@ KEEP_LOG_DAYS = 1  # a job's log stays on this disk this long after it ended (th
 CLEAN_EVERY_HOURS = 24
 
 payload = json.load(sys.stdin)
+if "TRIVIALCI_WORKER" not in os.environ:  # dropped into the hub's inbox
+    sys.exit(f"refused: start_work is a worker's event, and {os.environ['TRIVIALCI_NODE']} is no worker")
 worker, kind, spool = os.environ["TRIVIALCI_WORKER"], os.environ["TRIVIALCI_KIND"], os.environ["TRIVIALCI_SPOOL"]
 try:
     job = JobRun(payload, worker=worker, workdir=Path(os.environ["TRIVIALCI_WORKDIR"]), spool=spool,

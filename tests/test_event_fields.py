@@ -16,6 +16,7 @@ from trivialci.jobs import (MAX_ATTEMPT, MAX_BUILD_TIMEOUT, MAX_PARAMS, check_at
 from trivialci.spool.event import BadEvent, decode
 from trivialci.spool.layout import check_node_name, hub_dir, under
 from trivialci.worker.package import check_start_work as check_package
+from trivialci.worker.package import check_stop
 
 JOB = "20261125T025439Z-8aa937"
 SHA = "a" * 40
@@ -146,6 +147,7 @@ def test_a_work_status_with_every_field_of_the_flow_passes():
     ({"evil": 1}, "evil"), ({"exit_code": "0"}, "exit_code"), ({"exit_code": 1000}, "exit_code"),
     ({"log_url": "javascript:alert(1)"}, "log_url"), ({"worker_process": "1 2"}, "worker_process"),
     ({"status": None}, "status"), ({"sha": "HEAD"}, "commit id"), ({"branch": "-x"}, "branch"),
+    ({"run_time": 10 ** 400}, "duration"), ({"queue_wait": True}, "duration"),
 ])
 def test_a_work_status_with_a_bad_field_is_refused(fields, words):
     refused(check_update, queued(**fields), words)
@@ -209,3 +211,8 @@ def test_trust_is_kept_on_the_way_and_only_json_true_is_trusted():
 
 def test_a_start_work_for_another_kind_is_refused():
     refused(lambda package: check_package(package, kind="build"), start_work(kind="deploy"), "kind deploy")
+
+
+@pytest.mark.parametrize("status", ["PASSED", ["CANCELLED"], {"status": "CANCELLED"}, None, 1])
+def test_a_job_is_stopped_only_as_cancelled_or_superseded(status):
+    refused(lambda value: check_stop(value, "a reason"), status, "CANCELLED or SUPERSEDED")

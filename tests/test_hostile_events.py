@@ -151,10 +151,12 @@ def test_cancel_work_with_a_job_id_that_climbs_out_of_the_workdir_signals_and_wr
 
 @pytest.mark.parametrize("fields, words", [
     ({"status": "PASSED"}, "CANCELLED or SUPERSEDED"),
+    ({"status": ["CANCELLED"]}, "CANCELLED or SUPERSEDED"),
+    ({"status": {"x": 1}}, "CANCELLED or SUPERSEDED"),
     ({"reason": "x" * 5000}, "reason"),
     ({"reason": "\x1b]0;owned\x07"}, "control characters"),
     ({"attempt": "1"}, "attempt"),
-], ids=["status", "long_reason", "escape_in_reason", "attempt"])
+], ids=["status", "status_list", "status_object", "long_reason", "escape_in_reason", "attempt"])
 def test_cancel_work_with_a_bad_field_is_refused(worker, fields, words):
     payload = {"job": JOB, "attempt": 1, "status": "CANCELLED", "reason": "cancelled by request", **fields}
     assert_refused(worker["root"], to_worker(worker, "cancel_work", payload), words)
@@ -182,6 +184,13 @@ def test_boot_worker_with_a_bad_name_or_kind_starts_nothing_and_writes_nothing_o
     assert_refused(hub, delivered, words, prefix="not booted: ")
     assert not (tmp_path / "outside.log").exists()
     assert [p.name for p in (hub / "workers").iterdir()] == []
+
+
+@pytest.mark.parametrize("event_type", ["start_work", "cancel_work"])
+def test_a_workers_event_dropped_into_the_hubs_inbox_is_refused_in_one_line(hub, event_type):
+    delivered = trivialci.emit(event_type, {"job": JOB, "attempt": 1, "status": "CANCELLED", "reason": "x"},
+                               spool=hub)
+    assert_refused(hub, delivered, "worker's event", "hub is no worker")
 
 
 # --- finding 2: fields not type- or range-checked on the hub ----------------------------------------

@@ -15,7 +15,6 @@ QUEUED that branch_update sends); a status for a job the hub never queued is
 refused. docs/protocol.md ("Fields of the flow") has the same tables.
 """
 
-import math
 import re
 
 from ..errors import BadInput
@@ -30,6 +29,7 @@ PROCESS = re.compile(r"\d{1,10}@[A-Za-z0-9][A-Za-z0-9._-]{0,252}\Z")  # PID@HOST
 URL = re.compile(r"https?://[!-~]{1,2040}\Z")  # printable ASCII, no space: a link the web UI shows
 MIN_EXIT_CODE, MAX_EXIT_CODE = -64, 255  # a signal's number, negated; or an exit status
 MAX_APPROVER_CHARS = 200
+MAX_SECONDS = 10 * 366 * 86400.0
 
 
 def check_worker_process(value) -> str:
@@ -53,10 +53,11 @@ def check_exit_code(value) -> int:
 
 
 def check_seconds(value) -> float:
-    """A duration the hub computes again (queue_wait, run_time): a finite number."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+    """A duration the hub computes again (queue_wait, run_time): a number of seconds, less than ten years either way
+    (a clock that is off can make one negative)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and -MAX_SECONDS <= value <= MAX_SECONDS:
         return value
-    raise BadInput(f"bad duration {value!r:.80}: a number of seconds")
+    raise BadInput(f"bad duration {value!r:.80}: a number of seconds, at most {MAX_SECONDS:g} either way")
 
 
 def _status_word(value) -> str:

@@ -41,7 +41,7 @@ def check_start_work(package, kind: str | None = None) -> dict:
 
 def check_stop(status, reason) -> tuple[JobStatus, str]:
     """Why a job is asked to stop (cancel_work): CANCELLED or SUPERSEDED, and a reason for a person."""
-    if status not in {s.value for s in STOP_STATUSES}:
+    if not isinstance(status, str) or status not in {s.value for s in STOP_STATUSES}:
         raise BadInput(f"bad status {status!r:.80} to stop a job with: CANCELLED or SUPERSEDED")
     return JobStatus(status), check_reason(reason)
 
