@@ -32,7 +32,8 @@ Guarantees every backend keeps (tests/test_store.py and tests/test_store_writes.
   (S3 removes up to 1,000 in one request), so a caller that needs an order (a job's job.json before
   its log) makes two calls; deleting a key that is not there is no error;
 - key_sizes (and usage) take sizes from a listing, reading no value;
-- delete_tree removes every key under a prefix (a retry clears its job's files/ with it).
+- delete_prefix removes every key under a prefix, never the whole store (retention removes a job with it,
+  and a retry clears its job's files/ with it; delete_tree is the same call under its older name).
 
 What is stored is hostile too: a build can replace a file with a symlink to a
 key, a directory with a link to ~/.ssh, or its whole artifacts directory with
@@ -119,10 +120,6 @@ class ArtifactStore:
         """Store what the binary file object `stream` reads from where it stands to its end, under a checked key."""
         raise NotImplementedError
 
-    def delete_tree(self, prefix: str) -> None:
-        """Remove every key under `prefix` (not '', the whole store); nothing under it is fine."""
-        raise NotImplementedError
-
     def get_bytes(self, key: str) -> bytes:
         """The value under `key`; StoreMissing when there is none."""
         raise NotImplementedError
@@ -154,11 +151,14 @@ class ArtifactStore:
         raise NotImplementedError
 
     def delete_prefix(self, prefix: str) -> int:
-        """Remove every key under `prefix` ('' is refused: a store is not emptied by mistake); how many."""
-        if not prefix:
-            raise BadInput("refusing to delete the whole artifact store: name a prefix such as jobs/JOB/")
-        keys = self.list_keys(prefix)
+        """Remove every key under `prefix` ('' is refused: a store is not emptied by mistake); how many.
+        Nothing under it is fine. S3 lists the keys and removes them DELETE_BATCH at a time."""
+        keys = self.list_keys(deletable(prefix))
         return self.delete_keys(keys) if keys else 0
+
+    def delete_tree(self, prefix: str) -> None:
+        """delete_prefix, under the name the worker's upload calls it by."""
+        self.delete_prefix(prefix)
 
     def key_sizes(self, prefix: str) -> dict[str, int]:
         """{key: size in bytes} of every key under `prefix`, sorted by key, from a listing: no value is read."""
@@ -276,6 +276,14 @@ def check_prefix(prefix: str) -> str:
     if prefix == "":
         return ""
     return check_key(prefix[:-1] if isinstance(prefix, str) and prefix.endswith("/") else prefix) + "/"
+
+
+def deletable(prefix: str) -> str:
+    """A checked prefix that is not '' (the whole store): what a delete may be given."""
+    prefix = check_prefix(prefix)
+    if not prefix:
+        raise BadInput("refusing to delete the whole artifact store: name a prefix such as jobs/JOB/")
+    return prefix
 
 
 def is_key(text: str) -> bool:

@@ -18,8 +18,9 @@ itself may be a link. Only regular files are keys. Listing one level is one
 readdir, with no stat or read of what it lists. A delete unlinks the key's
 file (a link there is unlinked, not followed), then removes the directories
 it leaves empty, up to but not including the key's first segment (jobs/).
-delete_tree walks the same way and unlinks what it finds (a link is removed,
-never what it points to).
+delete_prefix walks the prefix's directory the same way, one descriptor at a
+time, and unlinks what it finds (a link is removed, never what it points to),
+then removes the directories it left empty as a delete does.
 """
 
 import errno
@@ -34,8 +35,8 @@ from pathlib import Path
 from ..spool.atomic import fsync_fd
 from ..spool.permissions import dir_mode, file_mode
 from ..spool.files import read_chunks
-from ..errors import BadInput
-from . import STORE_ENV, ArtifactStore, StoredValue, StoreMissing, StoreUnavailable, check_key, check_prefix, is_key
+from . import (STORE_ENV, ArtifactStore, StoredValue, StoreMissing, StoreUnavailable, check_key, check_prefix, deletable,
+               is_key)
 
 STAGING = ".tmp"
 STAGED_MAX_AGE = 86400.0  # a staged file this old belongs to a put that crashed
@@ -56,15 +57,6 @@ class DirectoryStore(ArtifactStore):
 
     def put_stream(self, key: str, stream) -> None:
         self._put(check_key(key), lambda out: shutil.copyfileobj(stream, out, 1 << 20))
-
-    def delete_tree(self, prefix: str) -> None:
-        parts = _deletable(prefix).split("/")[:-1]
-        with self._errors(prefix, "delete"):
-            try:
-                with self._directory(parts[:-1]) as parent:
-                    _remove_directory(parent, parts[-1])
-            except (*_NO_DIRECTORY_HERE, StoreMissing):
-                return  # nothing was ever stored under it
 
     def get_bytes(self, key: str) -> bytes:
         parts = check_key(key).split("/")
@@ -109,18 +101,17 @@ class DirectoryStore(ArtifactStore):
         self._remove_empty_directories(parts[:-1])
 
     def delete_prefix(self, prefix: str) -> int:
-        """Every key under `prefix`, and whatever else is in its directory (links, FIFOs): rmtree by descriptors."""
-        keys = super().delete_prefix(prefix)
-        parts = check_prefix(prefix).split("/")[:-1]
-        try:
-            with self._directory(parts[:-1]) as parent:
-                shutil.rmtree(parts[-1], dir_fd=parent)
-        except _NO_DIRECTORY_HERE:
-            return keys
-        except OSError as error:
-            raise self._unavailable(prefix, "delete", error) from None
+        """Every key under `prefix`, and whatever else is in its directory (links, FIFOs), walked by descriptors;
+        how many keys (regular files) went."""
+        parts = deletable(prefix).split("/")[:-1]
+        with self._errors(prefix, "delete"):
+            try:
+                with self._directory(parts[:-1]) as parent:
+                    removed = _remove_directory(parent, parts[-1])
+            except (*_NO_DIRECTORY_HERE, StoreMissing):
+                return 0  # nothing was ever stored under it
         self._remove_empty_directories(parts[:-1])
-        return keys
+        return removed
 
     def _remove_empty_directories(self, parts: list[str]) -> None:
         """rmdir DIR/PARTS and its parents while they are empty, keeping the first segment's directory."""
@@ -282,15 +273,8 @@ def _files_in_child(fd: int, name: str, prefix: str):
         os.close(child)
 
 
-def _deletable(prefix: str) -> str:
-    prefix = check_prefix(prefix)
-    if not prefix:
-        raise BadInput("delete_tree needs a prefix such as jobs/JOB/files/: it never empties the whole store")
-    return prefix
-
-
-def _remove_directory(parent: int, name: str) -> None:
-    """Remove directory NAME in `parent` with all it holds, entering no link."""
+def _remove_directory(parent: int, name: str) -> int:
+    """Remove directory NAME in `parent` with all it holds, entering no link; how many regular files went."""
     try:
         fd = os.open(name, _DIRECTORY, dir_fd=parent)
     except OSError as error:
@@ -298,9 +282,9 @@ def _remove_directory(parent: int, name: str) -> None:
             raise
         if _is_link(parent, name):
             os.unlink(name, dir_fd=parent)  # a link where a directory was: no key, and never followed
-        return
+        return 0
     try:
-        _empty_directory(fd)
+        removed = _empty_directory(fd)
     finally:
         os.close(fd)
     try:
@@ -308,19 +292,24 @@ def _remove_directory(parent: int, name: str) -> None:
     except OSError as error:
         if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
             raise  # a put that just made something under it keeps it
+    return removed
 
 
-def _empty_directory(fd: int) -> None:
+def _empty_directory(fd: int) -> int:
     with os.scandir(fd) as entries:
-        listed = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
-    for name, is_directory in listed:
+        listed = [(entry.name, entry.is_dir(follow_symlinks=False), entry.is_file(follow_symlinks=False))
+                  for entry in entries]
+    removed = 0
+    for name, is_directory, is_file in listed:
         if is_directory:
-            _remove_directory(fd, name)
-        else:
-            try:
-                os.unlink(name, dir_fd=fd)
-            except FileNotFoundError:
-                pass
+            removed += _remove_directory(fd, name)
+            continue
+        try:
+            os.unlink(name, dir_fd=fd)
+            removed += is_file
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def _reap_staged(staging: int, cutoff: float) -> None:

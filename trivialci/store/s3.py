@@ -45,7 +45,6 @@ _BOTO_ERRORS = (boto_errors.BotoCoreError, boto_errors.ClientError, Boto3Error)
 _TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20)
 DELETE_BATCH = 1000  # keys per DeleteObjects request: S3's limit
 PARALLEL_PUTS = 8  # files uploaded at once by put_tree (each large one also sends its parts in parallel)
-_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
 class S3Store(ArtifactStore):
@@ -74,20 +73,6 @@ class S3Store(ArtifactStore):
         with ThreadPoolExecutor(PARALLEL_PUTS, thread_name_prefix="s3-put") as pool:
             uploads = {key: pool.submit(self.put_source, key, files[key]) for key in sorted(files)}
         return [key for key, upload in uploads.items() if upload.result()]  # the first failure, as put_file said it
-
-    def delete_tree(self, prefix: str) -> None:
-        prefix = check_prefix(prefix)
-        if not prefix:
-            raise BadInput("delete_tree needs a prefix such as jobs/JOB/files/: it never empties the whole store")
-        keys = self.list_keys(prefix)
-        for start in range(0, len(keys), _DELETE_BATCH):
-            batch = [{"Key": self.root + key} for key in keys[start:start + _DELETE_BATCH]]
-            with self._errors(prefix, "delete"):
-                answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-            if answer.get("Errors"):
-                first = answer["Errors"][0]
-                raise StoreUnavailable(f"cannot delete {first.get('Key')} in {self.where()}: {first.get('Code')}: "
-                                       f"{first.get('Message')}")
 
     def get_bytes(self, key: str) -> bytes:
         check_key(key)
