@@ -5,8 +5,11 @@ when it ended more than KEEP_DAYS days ago, and is not among the KEEP_LAST newes
 jobs of its (repository, branch, kind), and is not the newest PASSED of them; a
 job that is not final never goes. The day folders of done/ (the hub's and every
 worker's) go after KEEP_DAYS days, those of failed/ after KEEP_FAILED_DAYS, and
-the records of HOUSEKEEPING_EVENTS after HOUSEKEEPING_DAYS. inbox/, work/ and
-tmp/ are never touched. `trivialci prune --dry-run` shows what a prune would remove.
+the records of HOUSEKEEPING_EVENTS after HOUSEKEEPING_DAYS. Requests of
+`trivialci build` answered more than a day ago go from state/requests/; a booted
+worker's log (SPOOL/workers/NAME.log) is cut beyond WORKER_LOG_MIB, and goes with
+the worker's directory once the worker is gone for KEEP_DAYS (and its inbox/ and
+work/ are empty). inbox/, work/ and tmp/ entries younger than a day are never touched. `trivialci prune --dry-run` shows what a prune would remove.
 """
 
 import os
@@ -18,8 +21,10 @@ KEEP_LAST = 20  # and the newest N jobs of each (repository, branch, kind), howe
 KEEP_FAILED_DAYS = 90  # failed/ records: what went wrong is worth keeping longer
 HOUSEKEEPING_DAYS = 1  # ticks and prunes: one file set each, every few seconds
 HOUSEKEEPING_EVENTS = ["tick", "prune"]
+WORKER_LOG_MIB = 10  # a booted worker's output beyond this is cut (its last WORKER_LOG_MIB stay in NAME.log.1)
 
 os.nice(10)  # the hub's other scripts come first while this one walks the store
-policy = RetentionPolicy(KEEP_DAYS, KEEP_LAST, KEEP_FAILED_DAYS, HOUSEKEEPING_DAYS, tuple(HOUSEKEEPING_EVENTS))
+policy = RetentionPolicy(KEEP_DAYS, KEEP_LAST, KEEP_FAILED_DAYS, HOUSEKEEPING_DAYS, tuple(HOUSEKEEPING_EVENTS),
+                         WORKER_LOG_MIB << 20)
 plan = prune(os.environ["TRIVIALCI_SPOOL"], os.environ.get("TRIVIALCI_STORE") or None, policy)
 print("\n".join(plan.lines(done=True)))

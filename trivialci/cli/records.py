@@ -132,10 +132,12 @@ def history_log(job, store):
               help="Keep the newest N jobs of each (repository, branch, kind), however old.")
 @click.option("--keep-failed-days", default=90, show_default=True, type=click.IntRange(min=1),
               help="Keep failed/ days younger than this (at least --keep-days).")
+@click.option("--worker-log-mib", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Cut a booted worker's log (SPOOL/workers/NAME.log) beyond this size; its last MiBs go to NAME.log.1.")
 @click.option("--dry-run", is_flag=True, help="Print what would go and the bytes it would free; change nothing.")
-def prune_command(spool, store, keep_days, keep_last, keep_failed_days, dry_run):
+def prune_command(spool, store, keep_days, keep_last, keep_failed_days, worker_log_mib, dry_run):
     """Remove what the retention policy lets go (docs/protocol.md, "Retention"); print what went."""
-    policy = retention.RetentionPolicy(keep_days, keep_last, keep_failed_days)
+    policy = retention.RetentionPolicy(keep_days, keep_last, keep_failed_days, worker_log_bytes=worker_log_mib << 20)
     plan = retention.prune(existing_spool(spool), store, policy, dry_run=dry_run)
     click.echo("\n".join(plan.lines(done=not dry_run)))
 

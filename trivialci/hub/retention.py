@@ -7,8 +7,9 @@ left half done:
                 nothing changes (`--dry-run` stops here and prints the plan)
   2. checkpoint fold the hub's done/ days that go into SPOOL/checkpoint.json, then
                 drop from state/ what the new checkpoint dropped   (prune-checkpointed)
-  3. spool      remove the expired day folders and housekeeping records
-                                                                     (prune-days-removed)
+  3. spool      remove the expired day folders and housekeeping records, answered build
+                requests (hub/requests.py), boot logs and the directories of workers
+                gone for good (spool/workerretention.py)             (prune-days-removed)
   4. store      every removed job's job.json in one batch            (prune-records-deleted)
                 then each job's log and files                        (prune-job-removed)
 The policy is spool/retention.py's for records and jobretention.py's for jobs.
@@ -19,12 +20,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from . import checkpoint
+from . import checkpoint, requests
 from .jobretention import StoredJob, jobs_to_remove, remove_jobs, stored_jobs
 from .state import HubState, _branch_key
 from ..errors import SpoolUnavailable
 from ..jobs import FINAL
-from ..spool import retention as records
+from ..spool import retention as records, workerretention
 from ..spool.faults import crash_point
 from ..spool.layout import hub_dir
 from ..store import ArtifactStore, open_store
@@ -42,6 +43,7 @@ class RetentionPolicy:
     keep_failed_days: int = 90
     housekeeping_days: int = 1
     housekeeping: tuple[str, ...] = ("tick", "prune")
+    worker_log_bytes: int = 10 << 20  # a worker's boot log (SPOOL/workers/NAME.log) is cut beyond this
 
     def for_records(self) -> records.SpoolPolicy:
         return records.SpoolPolicy(self.keep_days, max(self.keep_failed_days, self.keep_days),
@@ -53,23 +55,27 @@ class PrunePlan:
     """What a prune removes; `lines()` says it, with the bytes, as --dry-run prints it."""
 
     removals: list[records.Removal] = field(default_factory=list)
+    leftovers: list[records.Leftover] = field(default_factory=list)
     jobs: list[StoredJob] = field(default_factory=list)
     through: str = ""  # the hub's done/ days up to this one are folded into the checkpoint
     store: str | None = None
 
     @property
     def bytes(self) -> int:
-        return sum(r.bytes for r in self.removals) + sum(job.bytes for job in self.jobs)
+        return sum(r.bytes for r in self.removals) + sum(left.freed for left in self.leftovers) + \
+            sum(job.bytes for job in self.jobs)
 
     def lines(self, done: bool) -> list[str]:
         verb = "removed" if done else "would remove"
         lines = [f"{verb} {removal.describe()}" for removal in self.removals]
+        lines += [leftover.line(done) for leftover in self.leftovers]
         lines += [f"{verb} {job.describe()}" for job in self.jobs]
         days = sum(1 for r in self.removals if r.whole_day)
         housekeeping = sum(r.count for r in self.removals if not r.whole_day)
         store = "" if self.store else " (no --store given: no job was looked at)"
         lines.append(f"{'freed' if done else 'would free'} {self.bytes} bytes ({_mib(self.bytes)}): "
-                     f"{len(self.jobs)} jobs, {days} day folders, {housekeeping} housekeeping files{store}")
+                     f"{len(self.jobs)} jobs, {days} day folders, {housekeeping} housekeeping files, "
+                     f"{len(self.leftovers)} other entries{store}")
         return lines
 
 
@@ -95,6 +101,7 @@ def plan_prune(spool, store: ArtifactStore | None, policy: RetentionPolicy, now:
     through = max(expired[-1] if expired else "", checkpoint.read(hub_dir(spool)).get("through", ""))
     plan = PrunePlan(records.plan(spool, policy.for_records(), today, through), through=through,
                      store=store.url if store else None)
+    plan.leftovers = _leftovers(spool, policy, now, plan.removals)
     if store is not None:
         stored = stored_jobs(store)
         gone = jobs_to_remove(stored, policy.keep_days, policy.keep_last, now, _active_jobs(spool))
@@ -108,9 +115,29 @@ def carry_out(spool, store: ArtifactStore | None, plan: PrunePlan) -> None:
     crash_point("prune-checkpointed")
     for removal in plan.removals:
         records.remove(removal)
+    for leftover in plan.leftovers:
+        _remove_leftover(spool, leftover)
     crash_point("prune-days-removed")
     if store is not None and plan.jobs:
         remove_jobs(store, plan.jobs, crash_point)
+
+
+def _leftovers(spool, policy: RetentionPolicy, now: float, removals: list) -> list[records.Leftover]:
+    """Answered build requests, and what workers gone for good left in SPOOL/workers/."""
+    expiring = {removal.day for removal in removals if removal.whole_day}
+    return requests.expired_requests(HubState.open(spool), policy.keep_days, now) + \
+        workerretention.plan(spool, policy.keep_days, policy.worker_log_bytes, now, expiring)
+
+
+def _remove_leftover(spool, leftover: records.Leftover) -> None:
+    if leftover.root is not None:
+        requests.remove_request(leftover)
+    elif leftover.keep_tail:
+        workerretention.cut_log(leftover.path, leftover.keep_tail, spool)
+    elif leftover.shown.endswith("/"):
+        workerretention.remove_worker_directory(leftover.path)
+    else:
+        leftover.path.unlink(missing_ok=True)
 
 
 def fold_into_checkpoint(spool, through: str) -> None:

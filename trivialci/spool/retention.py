@@ -60,6 +60,29 @@ class Removal:
         return f"{self.node}: {what} ({self.count} files, {self.bytes} bytes)"
 
 
+@dataclass
+class Leftover:
+    """A file or directory outside done/ and failed/ that a prune removes, or a log it cuts (keep_tail > 0:
+    its last keep_tail bytes stay)."""
+
+    shown: str  # as a person finds it: workers/NAME/, workers/NAME.log, state/requests/REQ.json
+    path: Path
+    count: int = 0
+    bytes: int = 0
+    keep_tail: int = 0
+    root: Path | None = None  # set: `path` is under it and is reached without following a link
+
+    @property
+    def freed(self) -> int:
+        return self.bytes - min(self.keep_tail, self.bytes)
+
+    def line(self, done: bool) -> str:
+        if self.keep_tail:
+            return (f"{'cut' if done else 'would cut'} {self.shown} ({self.bytes} bytes): at most its last "
+                    f"{self.keep_tail} bytes stay in {self.path.name}.1")
+        return f"{'removed' if done else 'would remove'} {self.shown} ({self.count} files, {self.bytes} bytes)"
+
+
 def day_before(today: datetime.date, days: int) -> str:
     """The day `days` days before `today`, as a day folder is named: folders before it have expired."""
     return (today - datetime.timedelta(days=days)).isoformat()
@@ -106,7 +129,7 @@ def _node_plan(node: NodeDir, policy: SpoolPolicy, today: datetime.date, done_th
 
 def _whole_day(node: NodeDir, where: str, day: str) -> Removal:
     folder = getattr(node, where) / day
-    count, size = _usage(folder)
+    count, size = usage(folder)
     return Removal(node.node, where, folder, count=count, bytes=size)
 
 
@@ -124,7 +147,7 @@ def _housekeeping(node: NodeDir, day: str, types: tuple[str, ...]) -> list[Remov
     return [Removal(node.node, "done", folder, [Path(entry.path) for entry in files], len(files), size)]
 
 
-def _usage(folder: Path) -> tuple[int, int]:
+def usage(folder: Path) -> tuple[int, int]:
     """(files, bytes) under `folder`, links not followed."""
     count = size = 0
     for parent, _, names in os.walk(folder):
@@ -140,7 +163,7 @@ def _usage(folder: Path) -> tuple[int, int]:
 def remove(removal: Removal) -> None:
     """Carry out one removal; what is already gone is no error."""
     if removal.whole_day:
-        shutil.rmtree(removal.day, ignore_errors=False, onerror=_gone_is_fine)
+        shutil.rmtree(removal.day, ignore_errors=False, onerror=gone_is_fine)
         return
     for path in removal.files:
         try:
@@ -149,6 +172,6 @@ def remove(removal: Removal) -> None:
             pass
 
 
-def _gone_is_fine(function, path, error_info) -> None:
+def gone_is_fine(function, path, error_info) -> None:
     if not isinstance(error_info[1], FileNotFoundError):
         raise error_info[1]
