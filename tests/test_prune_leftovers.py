@@ -154,9 +154,10 @@ def gone_worker(spool: Path, name: str, days: float = 100) -> Path:
 def test_a_worker_directory_gone_for_good_goes_whole(hub_spool):
     gone = gone_worker(hub_spool, "old")
     kept = {"alive": heartbeat(hub_spool, "alive", 0)}
-    for where in ("inbox", "work"):
+    for where in ("inbox", "work", "sending"):
         kept[where] = gone_worker(hub_spool, f"old-{where}")
-        (kept[where] / where / "start_work.x.json").write_text("{}")  # not yet handled, however old
+        (kept[where] / where).mkdir(exist_ok=True)
+        (kept[where] / where / "start_work.x.json").write_text("{}")  # not yet handled or delivered, however old
         age(kept[where] / where / "start_work.x.json", 100)
         age(kept[where], 100)
     kept["tmp"] = gone_worker(hub_spool, "old-tmp")
@@ -169,7 +170,8 @@ def test_a_worker_directory_gone_for_good_goes_whole(hub_spool):
     assert result.returncode == 0, result.stderr
     assert not gone.exists() and "removed workers/old/" in result.stdout
     assert all(path.is_dir() for path in kept.values()), result.stdout
-    assert sorted(os.listdir(hub_spool / "workers")) == ["alive", "old-failed", "old-inbox", "old-tmp", "old-work"]
+    assert sorted(os.listdir(hub_spool / "workers")) == ["alive", "old-failed", "old-inbox", "old-sending", "old-tmp",
+                                                          "old-work"]
 
 
 def test_a_worker_directory_half_removed_is_finished_by_the_next_prune(hub_spool):

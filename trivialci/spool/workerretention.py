@@ -9,8 +9,8 @@ directory, its heartbeat (worker.json) and its lock (node.lock), all refreshed w
                   truncated to nothing. The worker writes with O_APPEND, so it writes on at the
                   new end; what it writes between the copy and the truncation is lost (as with
                   logrotate's copytruncate).
-    workers/NAME/  goes whole once its worker is gone for keep_days days, its inbox/ and work/
-                  are empty, its tmp/ holds nothing younger than a day, and every day folder of
+    workers/NAME/  goes whole once its worker is gone for keep_days days, its inbox/, work/ and
+                  sending/ are empty, its tmp/ holds nothing younger than a day, and every day folder of
                   its done/ and failed/ expires in the same prune (failed/ is kept longer: a
                   worker that failed something goes keep_failed_days after it stopped).
                   It is first renamed to workers/.gone.NAME.HEX (atomic: a worker starting
@@ -34,6 +34,7 @@ from .retention import Leftover, gone_is_fine, days_of, usage
 SECONDS_A_DAY = 86400
 GONE = ".gone."  # a worker directory being removed: workers/.gone.NAME.HEX
 LOG = ".log"
+SENDING = "sending"  # events on their way from a worker's outbox to the hub's inbox (spool/outbox.py)
 
 
 def plan(spool, keep_days: int, log_bytes: int, now: float, expiring: set[Path]) -> list[Leftover]:
@@ -64,7 +65,8 @@ def last_seen(root: Path) -> float | None:
 def _gone_for_good(node: NodeDir, cutoff: float, now: float, expiring: set[Path]) -> bool:
     if not _is_directory(node.root) or (last_seen(node.root) or now) >= cutoff:
         return False
-    if _names(node.inbox) or _names(node.work) or _young_entries(node.tmp, now - SECONDS_A_DAY):
+    if any(_names(where) for where in (node.inbox, node.work, node.root / SENDING)) or \
+            _young_entries(node.tmp, now - SECONDS_A_DAY):
         return False
     return all(folder / day in expiring for folder in (node.done, node.failed) for day in days_of(folder))
 
