@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from trivialci.hub import HubState, prune_due
+from trivialci.hub import HubState, RetentionPolicy, prune, prune_due
 from trivialci.jobs import new_job_id
 from trivialci.spool.layout import hub_dir, worker_dir
 from trivialci.store import open_store
@@ -178,3 +178,17 @@ def test_errors_are_one_line_and_a_nonzero_exit(tmp_path):
     result = run_cli("prune", "--spool", tmp_path / "nothing", "--store", tmp_path / "store")
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_an_s3_prune_removes_jobs_in_batches_not_a_listing_and_a_delete_each(request, hub_spool):
+    request.getfixturevalue("s3_env")
+    store = open_store(f"s3://{request.getfixturevalue('s3_server').new_bucket()}/ci")
+    old = [stored_job(store, 100 + n / 100, "a", status="FAILED", files=2) for n in range(60)]
+    sent = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: sent.append(model.name))
+    prune(hub_spool, store, RetentionPolicy(keep_days=30, keep_last=2))
+    operations = [name for name in sent if name != "GetObject"]
+    assert set(store.list_children("jobs/")) == set(old[:2]), "the two newest stay"
+    assert sent.count("GetObject") == 60, "each job.json is read once"
+    assert operations == ["ListObjectsV2", "DeleteObjects", "DeleteObjects"], "one listing; job.json of every " \
+                                                                            "job, then the other keys of all of them"

@@ -13,7 +13,8 @@ died while uploading) is removed once its id is more than keep_days days old and
 the hub's state does not hold it: it is invisible to `history` already.
 
 Removing a job deletes its job.json first (one batch for every job removed),
-then the rest of its keys: a prune killed at any point leaves each job whole or
+then the rest of its keys (a directory store: the job's directory; S3: the keys
+listed, 1,000 per request): a prune killed at any point leaves each job whole or
 invisible, and the next prune finishes what it started.
 """
 
@@ -29,6 +30,7 @@ from ..store import ArtifactStore, DirectoryStore, StoreMissing
 from ..store.history import JOBS
 
 READERS = 8  # job.json reads in flight at once (an S3 store answers each in a round trip)
+DELETE_BATCH = 1000  # keys of removed jobs per delete_keys call (S3's DeleteObjects takes 1,000)
 UNREADABLE = object()
 
 
@@ -142,9 +144,29 @@ def id_time(job_id: str) -> float:
 
 
 def remove_jobs(store: ArtifactStore, jobs: list[StoredJob], crash_point=lambda where: None) -> None:
-    """Every job.json first, in one batched call; then each job's other keys."""
+    """Every job.json first, in one batched call; then each job's other keys. A directory store removes each
+    job's directory in one walk (with whatever else lies in it); another store (S3) the keys its listing found,
+    up to DELETE_BATCH in one call, rather than a listing and a delete per job."""
     store.delete_keys([f"{JOBS}{job.job}/job.json" for job in jobs])
     crash_point("prune-records-deleted")
-    for job in jobs:
-        store.delete_prefix(f"{JOBS}{job.job}/")
+    if isinstance(store, DirectoryStore):
+        for job in jobs:
+            store.delete_prefix(f"{JOBS}{job.job}/")
+            crash_point("prune-job-removed")
+        return
+    for batch in _batches(jobs):
+        store.delete_keys([key for job in batch for key in job.keys])
         crash_point("prune-job-removed")
+
+
+def _batches(jobs: list[StoredJob]):
+    """The jobs in runs whose keys add up to at most DELETE_BATCH (a job with more keys is a run of its own)."""
+    batch, keys = [], 0
+    for job in jobs:
+        if batch and keys + len(job.keys) > DELETE_BATCH:
+            yield batch
+            batch, keys = [], 0
+        batch.append(job)
+        keys += len(job.keys)
+    if batch:
+        yield batch
