@@ -11,14 +11,18 @@ daily prune (the shipped policy: 30 days, last 20, failed 90, ticks 1) runs
 between days with `now` at the day's end. It prints the spool's and the
 store's bytes and files per day: flat after KEEP_DAYS.
 
-scale: RECORDS handled events in the hub's done/ over 60 days and JOBS jobs in a
-directory store, then `trivialci prune` (a real process): --dry-run RUNS times
-(median, spread), then the real run once.
+scale: RECORDS handled events in the hub's done/ over 60 days and JOBS jobs over
+200 days in a directory store, then in an S3 store (moto's server on 127.0.0.1;
+--stores directory to skip it), then `trivialci prune` (a real process):
+--dry-run RUNS times (median, spread), then the real run once; the ratio to the
+directory store's figures.
 
 latency: dispatch latency of a serving hub (emit -> first line of a Python
-script, as bench/dispatch_latency.py) with and without a `trivialci prune` of
-the scale data set running beside it at nice 10 (as pipeline/prune.py runs);
-the ratio of the medians.
+script, as bench/dispatch_latency.py) with and without a real `trivialci prune`
+of the scale data set (directory store) running beside it at nice 10 (as
+pipeline/prune.py runs); the ratio of the medians.
+
+--dir DIR puts the scratch spool and store there (e.g. /dev/shm, a tmpfs).
 """
 
 import argparse
@@ -27,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +40,8 @@ import trivialci  # noqa: E402
 from trivialci.hub import HubState, RetentionPolicy, prune  # noqa: E402
 from trivialci.spool.layout import hub_dir, worker_dir  # noqa: E402
 from trivialci.store import open_store  # noqa: E402
-from _util import PYTHON, Hub, Scratch, iqr, median, ms, print_table, ratio, spread, wait_for, write_script  # noqa: E402
+from _util import (PYTHON, Hub, Scratch, iqr, median, ms, percentile, print_table, ratio, spread, wait_for,  # noqa: E402
+                   write_script)  # noqa: E402
 
 DAY = 86400
 START = 1_700_000_000 // DAY * DAY  # a midnight, UTC
@@ -103,7 +109,7 @@ def usage(root: Path) -> tuple[int, int]:
 
 
 def year(args) -> None:
-    with Scratch() as tmp:
+    with Scratch(directory=args.dir) as tmp:
         spool, store_dir = tmp / "spool", tmp / "store"
         hub_dir(spool).create()
         for kind in ("build", "test"):
@@ -122,6 +128,10 @@ def year(args) -> None:
                     f"daily prune (keep 30 days, last 20, failed 90, ticks 1)",
                     ["day", "spool files", "spool MiB", "state files", "store files", "store MiB", "prune s"], rows)
         print(f"\nprune time per day: median {median(prune_times):.2f} s, spread {spread(prune_times)} s")
+        if args.days >= 90:  # flat means the last month's prunes cost what the first full month's did
+            first, last = prune_times[30:60], prune_times[-30:]
+            print(f"days 31-60: median {median(first):.2f} s (IQR {iqr(first):.2f}); last 30 days: median "
+                  f"{median(last):.2f} s (IQR {iqr(last):.2f}); ratio {ratio(median(last), median(first)):.2f}")
 
 
 def _year_row(day, spool, store_dir, seconds) -> list:
@@ -132,25 +142,51 @@ def _year_row(day, spool, store_dir, seconds) -> list:
             f"{store_bytes / 2**20:.1f}", f"{seconds:.2f}"]
 
 
-def fill_scale(tmp: Path, records: int, jobs: int, now: float) -> tuple[Path, str]:
-    """RECORDS events over 60 days in the hub's done/, JOBS jobs over 200 days in a directory store."""
-    spool, store_dir = tmp / "spool", tmp / "store"
+def fill_records(spool: Path, records: int, now: float) -> Path:
+    """RECORDS handled events over 60 days in the hub's done/ (two thirds of them ticks)."""
     hub_dir(spool).create()
     recorder = Recorder()
     for n in range(records):
         t = now - 60 * DAY + n * (60 * DAY / records)
         recorder.record(spool, t, "tick" if n % 3 else "hello", {"n": n})
+    return spool
+
+
+def scale_jobs(jobs: int, now: float):
+    """(key, value) of JOBS finished jobs over 200 days on 10 branches: files/out.bin, log.txt, then job.json."""
     for n in range(jobs):
         t = now - 200 * DAY + n * (200 * DAY / jobs)
         job = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t)) + f"-{n:06x}"
-        folder = store_dir / "jobs" / job
-        (folder / "files").mkdir(parents=True)
         record = {"job": job, "repo": "/srv/repo", "branch": f"b{n % 10}", "kind": "build", "status": "PASSED",
                   "sha": "a" * 40, "ended": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t))}
-        (folder / "files" / "out.bin").write_bytes(b"x" * 1024)
-        (folder / "log.txt").write_bytes(b"log\n" * 100)
-        (folder / "job.json").write_text(json.dumps(record))
-    return spool, store_dir.as_uri()
+        yield f"jobs/{job}/files/out.bin", b"x" * 1024
+        yield f"jobs/{job}/log.txt", b"log\n" * 100
+        yield f"jobs/{job}/job.json", json.dumps(record).encode()
+
+
+def fill_directory_store(directory: Path, jobs: int, now: float) -> str:
+    """The jobs written as the directory store lays them out (plain writes: filling is not what is timed)."""
+    for key, value in scale_jobs(jobs, now):
+        path = directory / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(value)
+    return directory.as_uri()
+
+
+def fill_s3_store(tmp: Path, jobs: int, now: float) -> str:
+    """The jobs PUT into a bucket of a moto S3 server started for this run (32 PUTs in flight)."""
+    from store_upload import s3_store  # boto3 and moto only when S3 is asked for
+
+    store = s3_store(tmp)
+    with ThreadPoolExecutor(32) as pool:
+        for done in [pool.submit(store.put_bytes, key, value) for key, value in scale_jobs(jobs, now)]:
+            done.result()
+    return store.url
+
+
+def fill_scale(tmp: Path, records: int, jobs: int, now: float) -> tuple[Path, str]:
+    """RECORDS events in the hub's done/, JOBS jobs in a directory store."""
+    return fill_records(tmp / "spool", records, now), fill_directory_store(tmp / "store", jobs, now)
 
 
 def prune_process(spool, store, *extra, nice=0) -> subprocess.Popen:
@@ -168,15 +204,37 @@ def timed(process: subprocess.Popen) -> float:
 
 
 def scale(args) -> None:
-    with Scratch() as tmp:
-        started = time.perf_counter()
-        spool, store = fill_scale(tmp, args.records, args.jobs, time.time())
-        print(f"filled {args.records} records and {args.jobs} jobs in {time.perf_counter() - started:.0f} s")
-        dry = [timed(prune_process(spool, store, "--dry-run")) for _ in range(args.runs)]
-        real = timed(prune_process(spool, store))
-        print_table(f"Prune of {args.records} records in done/ and {args.jobs} jobs in a directory store",
-                    ["run", "median s", "spread s", "runs"],
-                    [["--dry-run", f"{median(dry):.2f}", spread(dry), len(dry)], ["real", f"{real:.2f}", "-", 1]])
+    rows = []
+    with Scratch(directory=args.dir) as tmp:
+        for backend in args.stores.split(","):
+            for row in scale_rows(tmp / backend, backend, args):
+                print(*row, flush=True)
+                rows.append(row)
+    print_table(f"Prune of {args.records} records in done/ and {args.jobs} jobs in the store "
+                f"(keep 30 days, last 20; {args.runs} dry runs, then one real run)",
+                ["store", "run", "median s", "spread s", "runs", "ratio to the first store's"], rows)
+
+
+def scale_rows(tmp: Path, backend: str, args) -> list[list]:
+    started, now = time.perf_counter(), time.time()
+    tmp.mkdir()
+    spool = fill_records(tmp / "spool", args.records, now)
+    store = fill_directory_store(tmp / "store", args.jobs, now) if backend == "directory" else \
+        fill_s3_store(tmp, args.jobs, now)
+    print(f"{backend}: filled {args.records} records and {args.jobs} jobs in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    dry = [timed(prune_process(spool, store, "--dry-run")) for _ in range(args.runs)]
+    real = timed(prune_process(spool, store))
+    kept = len(open_store(store).list_children("jobs/"))
+    SCALE_BASELINE.setdefault("--dry-run", median(dry))
+    SCALE_BASELINE.setdefault("real", real)
+    return [[backend, "--dry-run", f"{median(dry):.2f}", spread(dry), len(dry),
+             f"{ratio(median(dry), SCALE_BASELINE['--dry-run']):.2f}"],
+            [backend, f"real ({args.jobs - kept} jobs went)", f"{real:.2f}", "-", 1,
+             f"{ratio(real, SCALE_BASELINE['real']):.2f}"]]
+
+
+SCALE_BASELINE: dict[str, float] = {}  # the first store's figures (the directory store's, by default)
 
 
 PROBE = """import time; FIRST_LINE = time.time()
@@ -187,22 +245,28 @@ with open(os.environ["BENCH_MARKS"], "a") as marks:
 
 
 def latency(args) -> None:
-    with Scratch() as tmp:
+    with Scratch(directory=args.dir) as tmp:
         spool, store = fill_scale(tmp / "data", args.records, args.jobs, time.time())
         pipeline, marks = tmp / "pipeline", tmp / "marks"
         write_script(pipeline, "probe.py", PROBE)
         marks.touch()
         hub = Hub(spool, pipeline, "--store", store, env={"BENCH_MARKS": str(marks)}).wait_ready()
         quiet = sample(spool, marks, args.samples)
-        pruner, busy = prune_process(spool, store, "--dry-run", nice=10), []
+        pruner, busy = prune_process(spool, store, nice=10), []  # a real prune, niced as pipeline/prune.py is
         while pruner.poll() is None and len(busy) < args.samples:
             busy += sample(spool, marks, 1)
-        pruner.wait()
+        pruned = timed(pruner)
         hub.stop()
-        rows = [["idle hub", ms(median(quiet)), ms(iqr(quiet)), len(quiet), "1.00"],
-                ["while a prune runs", ms(median(busy)), ms(iqr(busy)), len(busy), f"{ratio(median(busy), median(quiet)):.2f}"]]
-        print_table("Dispatch latency (emit -> first line of a Python script), ms",
-                    ["hub", "median", "IQR", "samples", "ratio"], rows)
+        rows = [latency_row("idle hub", quiet, quiet), latency_row("while a prune runs", busy, quiet)]
+        print_table(f"Dispatch latency (emit -> first line of a Python script), ms; the prune beside it: "
+                    f"{args.records} records, {args.jobs} jobs, at nice 10", ["hub", "median", "IQR", "p10-p90",
+                                                                             "samples", "ratio"], rows)
+        print(f"(the prune took {pruned:.1f} s after the hub's last sample beside it)")
+
+
+def latency_row(name: str, values: list[float], baseline: list[float]) -> list:
+    return [name, ms(median(values)), ms(iqr(values)), f"{ms(percentile(values, 10))}-{ms(percentile(values, 90))}",
+            len(values), f"{ratio(median(values), median(baseline)):.2f}"]
 
 
 def sample(spool, marks: Path, count: int) -> list[float]:
@@ -226,10 +290,16 @@ def main() -> None:
     year_args.add_argument("--every", type=int, default=15, help="print a row every N days")
     for name in ("scale", "latency"):
         sub = commands.add_parser(name)
+        if name == "scale":
+            sub.add_argument("--stores", default="directory,s3",
+                             help="directory, s3 (a moto server on 127.0.0.1) or both, comma-separated")
         sub.add_argument("--records", type=int, default=100_000)
         sub.add_argument("--jobs", type=int, default=20_000)
         sub.add_argument("--runs", type=int, default=3)
         sub.add_argument("--samples", type=int, default=200)
+    for sub in (year_args, *(commands.choices[name] for name in ("scale", "latency"))):
+        sub.add_argument("--dir", help="where the scratch spool and store go (e.g. /dev/shm, a tmpfs); "
+                                       "default: the system's temp directory")
     args = parser.parse_args()
     {"year": year, "scale": scale, "latency": latency}[args.command](args)
 
