@@ -33,10 +33,12 @@ LOST_AFTER = float(os.environ.get("TRIVIALCI_LOST_AFTER", 30.0))  # the hub's en
 
 BOOT_PATIENCE = 2 * LOST_AFTER  # a booted worker has this long to show its heartbeat
 RECORD_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
-                 "queue_wait", "run_time", "exit_code", "reason")
+                 "queue_wait", "run_time", "exit_code", "reason",
+                 "push", "stage", "upstream", "plan", "rebuild_of")
 # A job's trust, as its event gave it ("trusted": false for a fork's pull request; "approval": {"by", "secrets"}):
 # carried to the worker as it is, which judges it (worker/secrets.py, gets_secrets).
 TRUST_FIELDS = ("trusted", "approval")
+STAGE_FIELDS = ("push", "stage", "upstream", "plan", "rebuild_of")  # a job of a push in stages: the worker records them
 ATTEMPT_FIELDS = ("worker", "worker_process", "log_url", "dispatched", "started", "ended", "exit_code", "reason", "queue_wait", "run_time")
 
 
@@ -105,6 +107,7 @@ def _hand_over(state: HubState, worker: dict, queued: tuple[dict, float]) -> str
     job, timeout = queued
     job_id = job["job"]
     package = {key: job.get(key) for key in ("job", "repo", "branch", "sha", "kind", "attempt", "params", "queued")}
+    package.update({key: job[key] for key in STAGE_FIELDS if job.get(key) is not None})  # hub/stages.py
     package.update({key: job[key] for key in TRUST_FIELDS if key in job})  # absent: trusted (a push)
     record_status(state, {"job": job_id, "status": JobStatus.STARTING, "worker": worker["name"],
                           "worker_process": _process_of(state, worker["name"]), "attempt": job["attempt"],
