@@ -17,6 +17,7 @@ spool.layout.check_node_name, git's names by git.commands. The bounds are docs/p
 import calendar
 import enum
 import math
+import os
 import re
 import secrets
 import time
@@ -34,6 +35,8 @@ MAX_PARAMS, MAX_PARAM_CHARS = 32, 1024
 MAX_REASON_CHARS = 4096
 MAX_STAGE = 9999  # .trivialci/NN-KIND: NN is 1-4 digits
 MAX_UPSTREAM = 64  # jobs one job may take artifacts from
+STAGE_FILE = re.compile(r"(\d+)-(.*)\Z", re.S)  # .trivialci/NN-KIND
+STAGE_FIELDS = ("push", "stage", "upstream", "plan", "rebuild_of")  # a job of a push in stages (hub/stages.py)
 
 
 class JobStatus(str, enum.Enum):
@@ -204,6 +207,33 @@ def _job_list(value, what: str, checks: dict) -> list:
     if len(set(kinds)) < len(kinds):
         raise BadInput(f"bad {what} {_shown(value)}: a kind appears twice (a kind runs once in a push)")
     return checked
+
+
+def stage_of(name: str) -> tuple[int, str | None]:
+    """(stage, kind) of a file name of .trivialci/: NN-KIND is KIND in stage NN, any other name stage 0; kind None
+    when the name is no kind. BadInput for a stage number of more digits than MAX_STAGE has."""
+    numbered = STAGE_FILE.match(name)
+    if not numbered:
+        return 0, name if is_kind(name) else None
+    if len(numbered.group(1)) > len(str(MAX_STAGE)):
+        raise BadInput(f".trivialci/{name[:60]}: a stage number has at most {len(str(MAX_STAGE))} digits")
+    return int(numbered.group(1)), numbered.group(2) if is_kind(numbered.group(2)) else None
+
+
+def entry_name(directory, stage: int, kind: str) -> str:
+    """The name of the file in `directory` (a checkout's .trivialci/) that runs `kind` in `stage`; `kind` when none
+    does (the caller says it is missing)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return kind
+    for name in names:
+        try:
+            if stage_of(name) == (stage, kind):
+                return name
+        except BadInput:
+            continue
+    return kind
 
 
 def check_request_id(value) -> str:

@@ -1,4 +1,4 @@
-"""The commands that look and ask: `emit`, `status`, `jobs`, `build`, `cancel`, `history`, `prune`."""
+"""The commands that look and ask: `emit`, `status`, `jobs`, `build`, `rebuild`, `cancel`, `history`, `prune`."""
 
 import json
 import os
@@ -74,6 +74,24 @@ def build(spool, repo, branch, wait, timeout):
     click.echo(f"requested {request['request']}: {printable(branch)} at {request['new'][:12]}")
     if wait:
         sys.exit(requests.wait_for_request(spool, request["request"], timeout, lambda line: click.echo(printable(line))))
+
+
+@click.command()
+@sharing_option
+@spool_option
+@click.argument("job")
+@click.option("--downstream", is_flag=True, help="Then run the later stages of its push again, on its artifacts.")
+@click.option("--wait", is_flag=True, help="Wait for the new jobs; exit 0 if all PASSED, 1 if not.")
+@click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="With --wait: give up after SECONDS (exit 1).")
+def rebuild(spool, job, downstream, wait, timeout):
+    """Run a job that is over again, as a new job: the same repository, sha, kind and parameters."""
+    if not is_job_id(job):
+        raise BadInput(f"{job!r} is not a job id (YYYYmmddTHHMMSSZ-xxxxxx): see `trivialci jobs`")
+    request = requests.request_rebuild(existing_spool(spool), job, downstream)
+    click.echo(f"requested {request}: {job} again" + (", then the later stages of its push" if downstream else ""))
+    if wait:
+        sys.exit(requests.wait_for_request(spool, request, timeout, lambda line: click.echo(printable(line))))
 
 
 @click.command()

@@ -26,7 +26,7 @@ from .state import HubState, heartbeat_age
 from .fields import check_log_url, check_work_required, check_worker_process
 from ..spool.layout import worker_dir
 from ..errors import TrivialCiError
-from ..jobs import BUILD_TIMEOUT, MAX_ATTEMPT, RUNNING, JobStatus, check_params, check_timeout, iso_now
+from ..jobs import BUILD_TIMEOUT, MAX_ATTEMPT, RUNNING, STAGE_FIELDS, JobStatus, check_params, check_timeout, iso_now
 from ..store import open_store
 
 LOST_AFTER = float(os.environ.get("TRIVIALCI_LOST_AFTER", 30.0))  # the hub's environment may shorten it
@@ -34,11 +34,10 @@ LOST_AFTER = float(os.environ.get("TRIVIALCI_LOST_AFTER", 30.0))  # the hub's en
 BOOT_PATIENCE = 2 * LOST_AFTER  # a booted worker has this long to show its heartbeat
 RECORD_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
                  "queue_wait", "run_time", "exit_code", "reason",
-                 "push", "stage", "upstream", "plan", "rebuild_of")
+                 *STAGE_FIELDS)
 # A job's trust, as its event gave it ("trusted": false for a fork's pull request; "approval": {"by", "secrets"}):
 # carried to the worker as it is, which judges it (worker/secrets.py, gets_secrets).
 TRUST_FIELDS = ("trusted", "approval")
-STAGE_FIELDS = ("push", "stage", "upstream", "plan", "rebuild_of")  # a job of a push in stages: the worker records them
 ATTEMPT_FIELDS = ("worker", "worker_process", "log_url", "dispatched", "started", "ended", "exit_code", "reason", "queue_wait", "run_time")
 
 

@@ -24,15 +24,12 @@ push, stage and upstream; with downstream, the later stages of its push are plan
 taking its artifacts instead of the old job's.
 """
 
-import re
-
 from ..errors import BadInput
-from ..jobs import MAX_STAGE, MAX_UPSTREAM, JobStatus, is_kind, new_job_id
+from ..jobs import MAX_UPSTREAM, JobStatus, new_job_id, stage_of
 from .approval import hold_job
 from .scheduling import end_queued, queue_job, record_status
 from .state import HubState
 
-STAGE_FILE = re.compile(r"(\d+)-(.*)\Z", re.S)
 CARRIED = ("repo", "branch", "sha", "params", "request", "trusted", "approval", "forge", "forge_repo", "author",
            "subject", "pr", "head_repo", "push", "stage", "upstream", "plan")  # not "approval": it is for one job
 
@@ -53,16 +50,6 @@ def plan_stages(names: list[str]) -> list[tuple[int, str]]:
     if len(plan) > MAX_UPSTREAM + 1:
         raise BadInput(f".trivialci/ names {len(plan)} kinds: at most {MAX_UPSTREAM + 1} in a push")
     return sorted(plan)
-
-
-def stage_of(name: str) -> tuple[int, str | None]:
-    """(stage, kind) of one file name of .trivialci/; kind None when the name is no kind."""
-    numbered = STAGE_FILE.match(name)
-    if not numbered:
-        return 0, name if is_kind(name) else None
-    if len(numbered.group(1)) > len(str(MAX_STAGE)):
-        raise BadInput(f".trivialci/{name[:60]}: a stage number has at most {len(str(MAX_STAGE))} digits")
-    return int(numbered.group(1)), numbered.group(2) if is_kind(numbered.group(2)) else None
 
 
 def queue_push(state: HubState, plan: list[tuple[int, str]], package: dict, hold=None) -> list[dict]:
