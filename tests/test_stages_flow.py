@@ -76,6 +76,10 @@ def test_a_failed_build_skips_test_and_lint_which_never_run(ci, origin):
     assert not (ci["spool"] / "workers" / "test-1").exists(), "no worker of kind test was even booted"
     shown = run_cli("history", "show", jobs["test"]["job"], "--store", f"file://{ci['store']}")
     assert "skipped: build FAILED" in shown.stdout and "stage" in shown.stdout
+    push = run_cli("history", "push", jobs["deploy"]["job"], "--store", f"file://{ci['store']}").stdout.splitlines()
+    assert [line.split()[:3] for line in push[1:]] == [
+        ["0", jobs["build"]["job"], "FAILED"], ["10", jobs["lint"]["job"], "SKIPPED"],
+        ["10", jobs["test"]["job"], "SKIPPED"], ["20", jobs["deploy"]["job"], "SKIPPED"]]
 
 
 def test_a_newer_push_mid_chain_supersedes_the_rest_of_the_old_chain(ci, origin, tmp_path):

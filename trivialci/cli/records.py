@@ -17,7 +17,8 @@ from ..spool.delivery import emit
 from ..spool.event import parse_payload_text
 from ..spool.status import format_status, spool_status
 from ..store import STORE_ENV, open_store
-from ..store.history import format_job_record, format_job_table, job_log, list_jobs, show_job
+from ..store.history import (format_job_record, format_job_table, format_push, job_log, list_jobs, push_jobs,
+                             show_job)
 from ..spool import permissions
 from ..spool.terminal import printable
 from .options import existing_spool, sharing_option, spool_option, store_option
@@ -107,7 +108,7 @@ def cancel(spool, job):
 
 @click.group()
 def history():
-    """Jobs from the artifact store alone (no hub needed): list, show, log."""
+    """Jobs from the artifact store alone (no hub needed): list, show, push, log."""
 
 
 @history.command("list")
@@ -130,6 +131,15 @@ def history_show(job, store, as_json):
     """A job's record: branch, sha, status, times, exit code, files."""
     record = show_job(open_store(store), job)
     click.echo(json.dumps(record, indent=2) if as_json else format_job_record(record))
+
+
+@history.command("push")
+@click.argument("job")
+@store_option
+def history_push(job, store):
+    """Every job of the push JOB belongs to, by stage (.trivialci/NN-KIND), from their records."""
+    jobs_found = push_jobs(open_store(store), job)
+    click.echo(format_push(jobs_found) if jobs_found else f"{job} is of no push in stages (its record has no plan)")
 
 
 @history.command("log")
