@@ -239,3 +239,48 @@ def test_stage_fields_that_break_their_grammar_refuse_the_status(hub, field, val
     hub.hub.drain()
     assert HubState(hub.spool).job(job["job"]).get(field) != value
     assert list((hub.spool / "failed").glob("*/*-work_status.*.json"))
+
+
+def test_the_worker_fetches_each_upstream_jobs_files_and_says_why_it_cannot(tmp_path):
+    from trivialci.store import open_store
+    from trivialci.worker.upstream import fetch_upstream
+
+    store_url, target = f"file://{tmp_path / 'store'}", tmp_path / "wd" / "upstream" / "J"
+    store = open_store(store_url)
+    build = "20261125T000000Z-0000a1"
+    store.put_bytes(f"jobs/{build}/job.json", b"{}")
+    store.put_bytes(f"jobs/{build}/files/bin/app", b"app")
+    store.put_bytes(f"jobs/{build}/files/top.txt", b"top")
+    assert fetch_upstream([{"job": build, "kind": "build"}], store_url, target) is None
+    assert (target / "build" / "bin" / "app").read_bytes() == b"app" and (target / "build" / "top.txt").exists()
+
+    missing = "20261125T000001Z-0000a2"
+    problem = fetch_upstream([{"job": missing, "kind": "lint"}], store_url, target)
+    assert problem.startswith(f"the artifacts of lint ({missing}) could not be fetched") and "no record" in problem
+    assert "no artifact store" in fetch_upstream([{"job": build, "kind": "build"}], None, target)
+    assert fetch_upstream([], None, target) is None and list(target.iterdir()) == []  # the first stage: empty
+
+
+def test_a_link_left_where_the_upstream_directory_goes_is_removed_never_followed(tmp_path):
+    from trivialci.worker.upstream import fetch_upstream
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    target = tmp_path / "wd" / "upstream" / "J"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(elsewhere)  # an unsandboxed build of an earlier attempt could plant it
+    assert fetch_upstream([], None, target) is None
+    assert target.is_dir() and not target.is_symlink() and (elsewhere / "keep.txt").read_text() == "keep"
+
+
+def test_a_start_work_with_a_hostile_upstream_is_refused_before_anything_is_fetched():
+    from trivialci.worker import check_start_work
+
+    package = {"job": "20261125T000000Z-0000a1", "repo": "/r", "branch": "main", "sha": "a" * 40, "kind": "test",
+               "attempt": 1}
+    for upstream in ([{"job": "20261125T000000Z-0000a2", "kind": "../../etc"}], [{"job": "../x", "kind": "b"}],
+                     [{"job": "20261125T000000Z-0000a2", "kind": "b", "path": "/etc"}], {"job": "x"}):
+        with pytest.raises(BadInput):
+            check_start_work({**package, "upstream": upstream})
+    assert check_start_work({**package, "stage": 10})["stage"] == 10

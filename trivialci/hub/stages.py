@@ -30,8 +30,8 @@ from .approval import hold_job
 from .scheduling import end_queued, queue_job, record_status
 from .state import HubState
 
-CARRIED = ("repo", "branch", "sha", "params", "request", "trusted", "approval", "forge", "forge_repo", "author",
-           "subject", "pr", "head_repo", "push", "stage", "upstream", "plan")  # not "approval": it is for one job
+CARRIED = ("repo", "branch", "sha", "params", "trusted", "forge", "forge_repo", "author", "subject", "pr", "head_repo",
+           "push", "stage", "upstream", "plan")  # not "approval": an approval is for one job
 
 
 def plan_stages(names: list[str]) -> list[tuple[int, str]]:
