@@ -28,14 +28,19 @@ def jobs_summary(state: HubState, recent: int = 15, store=None) -> dict:
 
 
 def pushes_of(state: HubState, jobs: list[dict]) -> list[dict]:
-    """The pushes in stages of `jobs`, newest first: {push, repo, branch, sha, stages: [{stage, jobs}]}, each job
+    """The pushes of more than one stage among `jobs`, newest first: {push, repo, branch, sha, stages: [{stage, jobs}]}, each job
     {job, kind, status, reason, rebuild_of} as the hub knows it now (a planned job it no longer has: status None)."""
     found: dict[str, list[dict]] = {}
     for job in jobs:
-        if isinstance(job.get("push"), str) and isinstance(job.get("plan"), list) and len(job["plan"]) > 1:
+        if isinstance(job.get("push"), str) and _stages_of(job.get("plan")) > 1:
             found.setdefault(job["push"], [])
             found[job["push"]] += [job]
     return [_push(state, members) for _, members in sorted(found.items(), reverse=True)]
+
+
+def _stages_of(plan) -> int:
+    """How many stages a job's plan has (0 for anything that is no plan)."""
+    return len({e.get("stage") for e in plan if isinstance(e, dict)}) if isinstance(plan, list) else 0
 
 
 def _push(state: HubState, members: list[dict]) -> dict:
