@@ -284,3 +284,22 @@ def test_a_start_work_with_a_hostile_upstream_is_refused_before_anything_is_fetc
         with pytest.raises(BadInput):
             check_start_work({**package, "upstream": upstream})
     assert check_start_work({**package, "stage": 10})["stage"] == 10
+
+
+def test_a_forks_pull_request_in_stages_holds_each_later_stage_for_its_own_approval(hub):
+    hub.emit("pull_request", {"repo": "/srv/git/app.git", "action": "opened", "number": 7, "branch": "pull/7",
+                              "new": "b" * 40, "head_repo": "someone/app", "fork": True, "author": "someone",
+                              "kinds": ["00-build", "10-test"]})
+    hub.hub.drain()
+    jobs = hub.by_kind()
+    assert (jobs["build"]["status"], jobs["test"]["status"]) == ("HELD", "WAITING")
+    assert jobs["test"]["trusted"] is False
+    hub.emit("approve", {"job": jobs["build"]["job"], "sha": "b" * 40, "by": "maintainer"})
+    hub.hub.drain()
+    hub.run("b1")
+    test = hub.by_kind()["test"]
+    assert test["status"] == "HELD" and "approval" not in test and hub.offer("t1") is None
+    hub.emit("approve", {"job": test["job"], "sha": "b" * 40, "by": "maintainer"})
+    hub.hub.drain()
+    assert hub.run("t1")["job"] == test["job"]
+    rebuilt_equals_live(hub.spool)
