@@ -19,7 +19,9 @@ two points of the test job:
 
 with no artifacts (the baseline of the ratios), 1 MiB and 100 MiB. Pushes go
 one at a time, the sizes interleaved, each once both jobs are PASSED and both
-workers idle again.
+workers idle again. The floor of any fetch is measured in the same run: after
+each push, a plain copy (shutil.copyfile) of the build's file from the store
+into a temp directory on the same disk.
 
     .venv/bin/python bench/stages.py
     .venv/bin/python bench/stages.py --pushes 20
@@ -29,6 +31,7 @@ import argparse
 import calendar
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -103,12 +106,22 @@ class Bench:
         return len(workers) == 2 and all(worker["state"] == "idle" for worker in workers) \
             and not list((self.spool / "inbox").glob("*.json"))
 
-    def sample(self, size: int) -> tuple[float, float]:
-        """(recorded -> handed over, recorded -> first line), in seconds."""
+    def sample(self, size: int) -> tuple[float, float, float]:
+        """(recorded -> handed over, recorded -> first line, a plain copy of the build's file), in seconds."""
         jobs = self.push(size)
         recorded = jobs["build"]["_mtime"]
         first_line = float((self.store / "jobs" / jobs["test"]["job"] / "files" / "first-line.txt").read_text())
-        return _epoch(jobs["test"]["started"]) - recorded, first_line - recorded
+        return _epoch(jobs["test"]["started"]) - recorded, first_line - recorded, self._copy(jobs["build"]["job"])
+
+    def _copy(self, job: str) -> float:
+        source, target = self.store / "jobs" / job / "files" / "out.bin", self.root / "copy.bin"
+        if not source.exists():
+            return 0.0
+        start = time.perf_counter()
+        shutil.copyfile(source, target)
+        elapsed = time.perf_counter() - start
+        target.unlink()
+        return elapsed
 
     def stop(self) -> None:
         self.hub.stop()
@@ -137,13 +150,13 @@ def run(pushes: int) -> dict[str, list[tuple[float, float]]]:
 
 
 def report(samples: dict, pushes: int) -> None:
-    base = {point: median([s[point] for s in samples["none"]]) for point in (0, 1)}
+    base = {point: median([s[point] for s in samples["none"]]) for point in (0, 1, 2)}
     rows = []
     for name, values in samples.items():
-        for point, label in ((0, "recorded -> handed over"), (1, "recorded -> first line")):
+        for point, label in ((0, "recorded -> handed over"), (1, "recorded -> first line"), (2, "cp (floor)")):
             series = [s[point] for s in values]
             rows.append([name, label, ms(median(series)), ms(percentile(series, 90)), ms(iqr(series)),
-                         spread(series, 1e3, 1), f"{ratio(median(series), base[point]):.2f}"])
+                         spread(series, 1e3, 1), f"{ratio(median(series), base[point]):.2f}" if point < 2 else "-"])
     print_table(f"Stage hand-off, {pushes} pushes per size (ms; ratio: to the same point with no artifacts)",
                 ["artifacts", "from -> to", "p50", "p90", "iqr", "min-max", "ratio"], rows)
 
