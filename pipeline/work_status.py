@@ -5,7 +5,9 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState, report_change
+from trivialci.hub import HubState, refuse_off_hub, report_change
+
+refuse_off_hub("work_status")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 try:
