@@ -6,8 +6,10 @@ import sys
 
 from trivialci import TrivialCiError
 from trivialci.git import check_branch, check_repo
-from trivialci.hub import HubState, cancel_running, end_queued
+from trivialci.hub import HubState, cancel_running, end_queued, refuse_off_hub
 from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus
+
+refuse_off_hub("branch_delete")  # a hub's event dropped into a worker's inbox changes nothing there
 
 
 def main(payload: dict) -> None:

@@ -14,8 +14,10 @@ from trivialci import TrivialCiError
 from trivialci.forge import forge_fields
 from trivialci.git import Mirror
 from trivialci.hub import (TRUST_FIELDS, HubState, boot_workers, cancel_running, check_branch_update, dispatch,
-                           end_queued, plan_stages, queue_push, refresh_pipeline_if_source)
+                           end_queued, plan_stages, queue_push, refresh_pipeline_if_source, refuse_off_hub)
 from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus, is_kind
+
+refuse_off_hub("branch_update")  # a hub's event dropped into a worker's inbox changes nothing there
 
 SKIPPED_BRANCHES = ["tmp/*"]  # never built
 PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to the end

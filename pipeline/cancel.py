@@ -5,8 +5,10 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState, cancel_running, end_queued
+from trivialci.hub import HubState, cancel_running, end_queued, refuse_off_hub
 from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus, check_job_id
+
+refuse_off_hub("cancel")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 try:

@@ -23,8 +23,10 @@ from trivialci import TrivialCiError
 from trivialci.forge import forge_fields, pull_request_fields
 from trivialci.git import Mirror, check_branch, check_repo, check_sha
 from trivialci.hub import (HubState, boot_workers, cancel_running, dispatch, end_queued, hold_job, plan_stages,
-                           queue_push)
+                           queue_push, refuse_off_hub)
 from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus
+
+refuse_off_hub("pull_request")  # a hub's event dropped into a worker's inbox changes nothing there
 
 TRUSTED_AUTHORS = []  # forge user names whose pull requests from forks are built without an approval
 TRUST_OWN_BRANCHES = True  # a pull request from a branch of the repository itself is built without one

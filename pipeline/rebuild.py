@@ -11,7 +11,9 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState, boot_workers, check_rebuild, dispatch, rebuild_job
+from trivialci.hub import HubState, boot_workers, check_rebuild, dispatch, rebuild_job, refuse_off_hub
+
+refuse_off_hub("rebuild")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])

@@ -9,7 +9,9 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState, advance_stages, boot_workers, dispatch, report_change
+from trivialci.hub import HubState, advance_stages, boot_workers, dispatch, refuse_off_hub, report_change
+
+refuse_off_hub("work_status")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 try:

@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import checkpoint, eventlog, pause
+from .role import check_on_hub
 from ..spool.atomic import remove_if_present, write_atomically
 from ..errors import BadInput, SpoolUnavailable
 from ..jobs import FINAL, RUNNING, JobStatus, check_request_id, is_job_id, iso_now, seconds_between
@@ -70,6 +71,7 @@ class HubState:
     @classmethod
     def open(cls, spool) -> "HubState":
         """The state of the hub of `spool`, rebuilt from done/ first if it is missing."""
+        check_on_hub("changing the hub's state")
         state = cls(spool)
         if not state._is_file(".built"):
             state.rebuild()
