@@ -221,3 +221,14 @@ def test_a_dry_run_lists_them_with_bytes_and_changes_nothing(hub_spool):
     assert "would remove workers/old.log (1 files, 1234 bytes)" in result.stdout
     assert any(line.startswith("would remove workers/old/ (") for line in lines)
     assert "3 other entries" in lines[-1]
+
+
+def test_the_cli_cuts_boot_logs_at_worker_log_mib(hub_spool):
+    heartbeat(hub_spool, "busy", 0)
+    log = boot_log(hub_spool, "busy", 0, size=(2 << 20) + 10)
+    dry = run_cli("prune", "--spool", hub_spool, "--worker-log-mib", "1", "--dry-run")
+    assert f"would cut workers/busy.log ({(2 << 20) + 10} bytes): at most its last {1 << 20} bytes" in dry.stdout
+    assert log.stat().st_size == (2 << 20) + 10
+    assert "workers/busy.log" not in run_cli("prune", "--spool", hub_spool, "--dry-run").stdout, "10 MiB by default"
+    assert run_cli("prune", "--spool", hub_spool, "--worker-log-mib", "1").returncode == 0
+    assert log.stat().st_size == 0 and log.with_name("busy.log.1").stat().st_size < 1 << 20
