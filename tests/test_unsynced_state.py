@@ -108,3 +108,14 @@ def test_on_a_network_filesystem_state_writes_stay_synced(spool, monkeypatch):
     state.apply_status(queued(J1, "2026-11-25T00:00:00.000Z"))
     assert not (state.root / ".boot").exists()
     assert any(f"/.{J1}.json." in path for path in seen)  # its staged file, synced before the rename
+
+
+def test_a_state_removed_while_a_process_writes_it_is_marked_again(spool, pipeline):
+    import shutil
+
+    state = handled_by_a_hub(spool, pipeline)
+    HubState.open(spool)
+    shutil.rmtree(state.root)  # a person's rm -rf state/ between two opens of one process
+    reopened = HubState.open(spool)
+    assert reopened.job(J1)["status"] == "BUILDING"
+    assert json.loads((state.root / ".boot").read_text())["boot"] == unsynced.boot_id()

@@ -37,15 +37,17 @@ from ..spool.mounts import filesystem_type, sees_other_machines
 MARK = ".boot"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _allowed: dict[str, bool] = {}  # state root -> whether this process may write it unsynced
+_local_roots: dict[str, bool] = {}  # state root -> whether it is on a local filesystem (looked up once)
 
 
 def prepare(root: Path, staging: Path) -> bool:
     """Make state/ at `root` ready for unsynced writes by this process; True when a crash of the machine
     since the last unsynced writes may have lost some (then .built is gone: the state is to be rebuilt)."""
     boot, key = boot_id(), str(root)
-    if _allowed.get(key):
+    mark = read_json(MARK, root=root) if _is_directory(root) else None  # read at every open: state/ may be gone
+    if boot is not None and isinstance(mark, dict) and mark.get("boot") == boot and _local(root):
+        _allowed[key] = True
         return False
-    mark = read_json(MARK, root=root) if _is_directory(root) else None
     crashed = isinstance(mark, dict) and mark.get("boot") != boot
     if crashed:
         remove_if_present(".built", root=root)  # made durable with .boot below: one directory, one fsync
@@ -54,9 +56,8 @@ def prepare(root: Path, staging: Path) -> bool:
             remove_if_present(MARK, root=root)  # the writes to come are synced
         _allowed[key] = False
         return crashed
-    if crashed or mark is None:
-        record = f'{{"boot": "{boot}", "since": "{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}"}}\n'
-        write_atomically(MARK, record.encode(), staging, root=root)  # synced, and state/ with it
+    record = f'{{"boot": "{boot}", "since": "{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}"}}\n'
+    write_atomically(MARK, record.encode(), staging, root=root)  # synced, and state/ with it
     _allowed[key] = True
     return crashed
 
@@ -68,16 +69,23 @@ def allowed(root: Path) -> bool:
 
 def boot_id() -> str | None:
     """The running kernel's boot id; None where there is none (then every write is synced)."""
-    try:
-        value = BOOT_ID.read_text().strip()
-    except OSError:
-        return None
-    return value if value and len(value) <= 64 and value.replace("-", "").isalnum() else None
+    if not _boot:
+        try:
+            value = BOOT_ID.read_text().strip()
+        except OSError:
+            value = ""
+        _boot.append(value if value and len(value) <= 64 and value.replace("-", "").isalnum() else None)
+    return _boot[0]
+
+
+_boot: list = []  # the boot id, once read: it cannot change while a process lives
 
 
 def _local(root: Path) -> bool:
-    kind = filesystem_type(root)
-    return kind != "unknown" and not sees_other_machines(kind)
+    if str(root) not in _local_roots:
+        kind = filesystem_type(root)
+        _local_roots[str(root)] = kind != "unknown" and not sees_other_machines(kind)
+    return _local_roots[str(root)]
 
 
 def _is_directory(root: Path) -> bool:
