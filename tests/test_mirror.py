@@ -245,3 +245,22 @@ def test_reading_a_commit_the_mirror_has_is_one_git_process(origin, mirror, git_
     git_calls()
     assert mirror.list_dir(sha, ".trivialci") == ["build"]
     assert [line.split()[0] for line in git_calls()] == ["ls-tree"]  # no cat-file to look for the commit first
+
+
+def test_a_checkout_of_a_commit_the_mirror_has_is_one_git_process(tmp_path, origin, mirror, git_calls):
+    sha = origin.commit({"README": "one\n"})
+    mirror.update()  # the hub's fetch of a push, in a mirror it shares with the worker
+    git_calls()
+    mirror.add_worktree(sha, tmp_path / "jobs" / "J" / "src")
+    assert [line.split()[2] for line in git_calls()] == ["worktree"]  # -c core.hooksPath=… worktree add
+
+
+def test_a_fetch_starts_no_maintenance_of_its_own(tmp_path, origin, mirror, monkeypatch):
+    origin.commit({"README": "one\n"})
+    mirror.update()
+    origin.commit({"README": "two\n"})
+    trace = tmp_path / "git-trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))  # git says there what it runs, its own children too
+    mirror.update()
+    started = [line for line in trace.read_text().splitlines() if "run_command:" in line]
+    assert started and not [line for line in started if "maintenance" in line or " gc" in line]

@@ -42,6 +42,9 @@ from ..errors import BadInput
 from .commands import GitError, check_sha, repo_key, resolve_repo, run_git, run_git_bytes
 
 NO_HOOKS = ["-c", "core.hooksPath=/dev/null"]  # a checkout for a job runs none of the mirror's hooks
+# A fetch that starts no `git maintenance run --auto` after it (a process of its own on the push's path):
+# the worker's disk cleanup runs `git gc --auto` on each mirror instead (gc_auto).
+FETCH = ["fetch", "--prune", "--quiet", "--no-auto-maintenance", "--end-of-options", "origin"]
 MIRRORS_ENV = "TRIVIALCI_MIRRORS"  # where the mirrors are, if not in WORKDIR/mirrors (shared on one host)
 
 
@@ -66,7 +69,7 @@ class Mirror:
         """Bring the mirror up to date with the repository: clone it the first time, then fetch --prune."""
         with self._locked(fcntl.LOCK_EX):
             if self.path.is_dir():
-                run_git(["fetch", "--prune", "--quiet", "--end-of-options", "origin"], self.path, self.timeout)
+                run_git(FETCH, self.path, self.timeout)
             else:
                 self._clone()
 
@@ -117,16 +120,27 @@ class Mirror:
             except GitError:
                 if self.has_commit(sha):
                     return None  # the commit is there, the path is not (or not of that kind)
-        self._ensure_commit(sha)
+        self._fetch_missing(sha)
         try:
             return run([*command, "--end-of-options", spec], self.path, self.timeout)
         except GitError:
             return None
 
     def add_worktree(self, sha: str, dest) -> Path:
-        """Check out commit `sha` (detached) into the new directory `dest`; fetch first if the mirror lacks it."""
-        sha = self._ensure_commit(sha)
-        dest = Path(os.path.abspath(dest))
+        """Check out commit `sha` (detached) into the new directory `dest`; fetch if the mirror lacks it.
+        Tried at once (one git process when the mirror has the commit, as it has after the hub's fetch of a
+        shared mirror); `git worktree add` of a missing commit fails before it makes anything."""
+        sha, dest = check_sha(sha), Path(os.path.abspath(dest))
+        if self.path.is_dir():
+            try:
+                return self._add_worktree(sha, dest)
+            except GitError:
+                if self.has_commit(sha):
+                    raise
+        self._fetch_missing(sha)
+        return self._add_worktree(sha, dest)
+
+    def _add_worktree(self, sha: str, dest: Path) -> Path:
         with self._locked(fcntl.LOCK_SH):
             run_git([*NO_HOOKS, "worktree", "add", "--detach", "--quiet", "--end-of-options", str(dest), sha],
                     self.path, self.timeout)
@@ -198,15 +212,12 @@ class Mirror:
                 return True
         return False
 
-    def _ensure_commit(self, sha: str) -> str:
-        """`sha`, checked, once the mirror holds it: fetched if it is not there yet."""
-        sha = check_sha(sha)
-        if not self.has_commit(sha):
-            self.update()
+    def _fetch_missing(self, sha: str) -> None:
+        """Fetch a commit the mirror lacks; BadInput when the repository has it no more."""
+        self.update()
         if not self.has_commit(sha):
             raise BadInput(f"commit {sha} is not in {self.repo}, even after a fetch: "
                            "was the branch force-pushed and the commit deleted?")
-        return sha
 
     @contextmanager
     def _locked(self, operation: int):

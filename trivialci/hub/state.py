@@ -12,6 +12,7 @@
     state/PAUSE                    while it exists (a regular file), nothing is dispatched
     state/paused.json              {reason, since}: dispatch is paused as far as the event log goes (pause.py)
     state/.built                   written once the files above are complete
+    state/.boot                    the boot of the machine whose writes of state/ were not synced (unsynced.py)
 
 Every change of a job is a `work_status` event, a worker asking for work is a
 `work_required` event, every other change of a worker record a `worker_status`
@@ -42,7 +43,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import checkpoint, eventlog, pause
+from . import checkpoint, eventlog, pause, unsynced
 from .role import check_on_hub
 from ..spool.atomic import remove_if_present, write_atomically
 from ..errors import BadInput, SpoolUnavailable
@@ -73,6 +74,7 @@ class HubState:
         """The state of the hub of `spool`, rebuilt from done/ first if it is missing."""
         check_on_hub("changing the hub's state")
         state = cls(spool)
+        unsynced.prepare(state.root, state.staging)  # after a crash of the machine, .built is gone
         if not state._is_file(".built"):
             state.rebuild()
         return state
@@ -307,7 +309,8 @@ class HubState:
     def _write(self, relative: str, record: dict) -> None:
         data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
         with self._refusing_links(relative):
-            write_atomically(relative, data, self.staging, sync_dir=False, root=self.root)
+            write_atomically(relative, data, self.staging, sync_dir=False, root=self.root,
+                             sync=not unsynced.allowed(self.root))  # derived: rebuilt after a crash
 
     @contextmanager
     def _refusing_links(self, relative: str):

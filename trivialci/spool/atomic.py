@@ -4,6 +4,12 @@ Every file another process may read is written this way, so a reader sees the
 whole file or none of it. A failed write or fsync removes the staged file and
 raises: it is never retried as if it had succeeded.
 
+`sync=False` leaves out the fsyncs: readers still see the whole file or none of
+it (the rename is atomic for every process of this machine, and a kill -9 of
+the writer loses nothing the kernel holds), but a crash of the machine may lose
+the file or leave it empty. Only files that are rebuilt after such a crash are
+written so (the hub's derived state/: hub/unsynced.py).
+
 The rename replaces whatever is at the target name (a symlink planted there is
 replaced, never written through). Given a `root`, the target's path is relative
 to it and its directories are entered (and made) one at a time without
@@ -19,13 +25,16 @@ from .permissions import PRIVATE_FILE, file_mode
 
 
 
-def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool = True, root=None) -> Path:
-    """Write `data` to `path` (under `root`, if given) through `tmp_dir` (same filesystem); return `path`."""
+def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool = True, root=None,
+                     sync: bool = True) -> Path:
+    """Write `data` to `path` (under `root`, if given) through `tmp_dir` (same filesystem); return `path`.
+    `sync=False`: no fsync at all (see above)."""
+    sync_dir = sync_dir and sync
     if root is not None:
-        return _write_under(root, Path(path), data, tmp_dir, sync_dir)
+        return _write_under(root, Path(path), data, tmp_dir, sync_dir, sync)
     staged = Path(tmp_dir) / _staged_name(path)
     try:
-        write_synced(staged, data)
+        write_synced(staged, data, sync=sync)
         os.rename(staged, path)
     except BaseException:
         _remove_quietly(staged)
@@ -35,12 +44,12 @@ def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool =
     return Path(path)
 
 
-def _write_under(root, relative: Path, data: bytes, tmp_dir: Path, sync_dir: bool) -> Path:
+def _write_under(root, relative: Path, data: bytes, tmp_dir: Path, sync_dir: bool, sync: bool) -> Path:
     staging = os.open(tmp_dir, DIRECTORY_FLAGS)
     try:
         parent = open_directory_under(root, relative.parent, create=True)
         try:
-            _stage_and_rename(staging, parent, relative.name, data)
+            _stage_and_rename(staging, parent, relative.name, data, sync)
             if sync_dir:
                 fsync_fd(parent)
         finally:
@@ -50,10 +59,10 @@ def _write_under(root, relative: Path, data: bytes, tmp_dir: Path, sync_dir: boo
     return relative
 
 
-def _stage_and_rename(staging: int, parent: int, name: str, data: bytes) -> None:
+def _stage_and_rename(staging: int, parent: int, name: str, data: bytes, sync: bool) -> None:
     staged = _staged_name(name)
     try:
-        write_synced(staged, data, dir_fd=staging)
+        write_synced(staged, data, dir_fd=staging, sync=sync)
         os.rename(staged, name, src_dir_fd=staging, dst_dir_fd=parent)
     except BaseException:
         _remove_quietly(staged, dir_fd=staging)
@@ -64,9 +73,9 @@ def _staged_name(path) -> str:
     return f".{Path(path).name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
 
 
-def write_synced(path: Path, data: bytes, dir_fd: int | None = None) -> None:
-    """Create `path` (in directory `dir_fd`, if given) with `data`, flushed to disk before this returns;
-    0600, or 0640 in a shared directory."""
+def write_synced(path: Path, data: bytes, dir_fd: int | None = None, sync: bool = True) -> None:
+    """Create `path` (in directory `dir_fd`, if given) with `data`, flushed to disk before this returns
+    (unless not `sync`); 0600, or 0640 in a shared directory."""
     mode = file_mode(dir_fd if dir_fd is not None else Path(path).parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
@@ -75,7 +84,8 @@ def write_synced(path: Path, data: bytes, dir_fd: int | None = None) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        fsync_fd(fd)
+        if sync:
+            fsync_fd(fd)
     finally:
         os.close(fd)
 

@@ -42,7 +42,7 @@ from .notices import InboxNotices
 from .layout import OUTBOX_ENV, NodeDir
 from .lock import NodeLock
 from .outbox import Forwarder, ForwarderThread, waiting
-from .record import Outcome, record
+from .record import Outcome, record_all, stage
 from .recovery import recover
 from .terminal import printable
 from .wakeup import Wakeup
@@ -200,10 +200,10 @@ class Node:
         try:
             self._collect_exited()
             self._enforce_deadlines()
-            self._record_pending()
             if not self.stopping and self._may_claim():
                 self._look_at_inbox()
                 self._start_what_fits()
+            self._record_pending()  # after the next script started: its run hides the fsyncs of recording
             self._chores()
             self.blocking.back_off()  # still blocked after a retry: wait longer for the next one
         except Exception:
@@ -230,8 +230,8 @@ class Node:
             self.tracker.recheck_unsettled()
 
     def _may_claim(self) -> bool:
-        """Not while outcomes wait to be written down; while blocked, only to retry now and then."""
-        if self.unrecorded:
+        """Not while outcomes could not be written down; while blocked, only to retry now and then."""
+        if self.unrecorded and self.blocking.reason is not None:
             return False
         return self.blocking.retry_due()
 
@@ -291,8 +291,10 @@ class Node:
         crash_point("exited")
         timed_out = run.terminated_at is not None
         outcome = Outcome.of_exit(run.claim, run.process.returncode, run.started, run.script, run.timeout, timed_out)
-        runner.sync_log(run.log_fd)
-        self._decide(outcome)
+        outcome.log_fd = run.log_fd  # synced when it is recorded, at the end of this turn
+        self.unrecorded.append(outcome)
+        if (error := stage(outcome)) is not None:  # a full disk shows here, before the next claim
+            self._block(f"cannot record {run.claim.name}: {error}")
 
     def _wait_for_runs(self, seconds: float) -> None:
         """Let scripts end by themselves for up to `seconds` (cut short by a second stop signal)."""
@@ -310,15 +312,12 @@ class Node:
         self._record_pending()
 
     def _record_pending(self) -> None:
-        while self.unrecorded:
-            outcome = self.unrecorded[0]
-            try:
-                final = record(outcome)
-            except OSError as error:
-                self._block(f"cannot record {outcome.claim.name}: {error}")
-                return
-            self.unrecorded.popleft()
+        recorded, error = record_all(self.unrecorded)
+        for outcome, final in recorded:
             self._log_handled(outcome, final)
+        if error is not None:
+            self._block(f"cannot record {self.unrecorded[0].claim.name}: {error}")
+        elif recorded:
             self._unblock()
 
     def _log_handled(self, outcome: Outcome, final: Path) -> None:

@@ -6,7 +6,8 @@ Deciding and moving are two steps, so that a crash between them loses nothing:
   2. the event, then its .log, then the result are renamed into
      done/DAY/ (exit status 0) or failed/DAY/ (anything else), named
      HHMMSS.ffffff-STEM.json / .log / .result.json after the claim time, and
-     that directory is fsynced.
+     that directory is fsynced (once for all the outcomes recorded together).
+The script's log is fsynced before step 1, so a decided event's log is whole.
 
 The result is one JSON object: event, type, id, node, attempt, status, reason,
 exit_code, signal, script, timeout, started, ended, duration, log.
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import fsync_dir, fsync_fd, write_atomically
+from .atomic import fsync_dir, fsync_fd, write_synced
 from .claim import Claim
 from .faults import crash_point
 
@@ -46,6 +47,8 @@ class Outcome:
     script: str | None = None
     timeout: float | None = None
     logged: bool | None = None  # whether a .log goes with it; fixed at the first try to record
+    log_fd: int | None = None  # the script's log, still open: synced (and closed) before deciding
+    staged: Path | None = None  # its result, written into tmp/ but not yet synced (see `stage`)
 
 
     @classmethod
@@ -84,26 +87,103 @@ class Outcome:
         }
 
 
-def record(outcome: Outcome) -> Path:
-    """Decide (write the result), then move the event's files; the event's final path."""
+def record_all(outcomes) -> tuple[list[tuple[Outcome, Path]], OSError | None]:
+    """Record the outcomes of a deque in order, taking each off it, and fsync each directory they moved into
+    once for all of them: (the outcomes recorded with their final paths, the OSError that stopped it, or None).
+    What is left, also what moved into a directory whose fsync failed, is recorded again at the next try."""
+    moved, failure = [], None
+    try:
+        while outcomes:
+            moved.append((outcomes[0], record(outcomes[0], sync_dir=False)))
+            outcomes.popleft()
+    except OSError as error:
+        failure = error
+    try:
+        for directory in dict.fromkeys(final.parent for _, final in moved):
+            fsync_dir(directory)
+    except OSError as error:
+        outcomes.extendleft(outcome for outcome, _ in reversed(moved))
+        return [], error
+    return moved, failure
+
+
+def stage(outcome: Outcome) -> OSError | None:
+    """Write the result into tmp/, not yet synced, so that a disk that cannot take it says so (the OSError)
+    before the node claims more; `record` syncs it and renames it into work/ (the decision)."""
+    if outcome.staged is not None:
+        return None
     claim = outcome.claim
     if outcome.logged is None:
         outcome.logged = claim.log_path.exists()
-    body = (json.dumps(outcome.as_json(), indent=2) + "\n").encode()
-    write_atomically(claim.result_path, body, claim.node_dir.tmp, sync_dir=False)
+    staged = claim.node_dir.tmp / f".{claim.result_path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        write_synced(staged, (json.dumps(outcome.as_json(), indent=2) + "\n").encode(), sync=False)
+    except OSError as error:
+        _remove_quietly(staged)
+        return error
+    outcome.staged = staged
+    return None
+
+
+def record(outcome: Outcome, sync_dir: bool = True) -> Path:
+    """Decide (sync the log, write the result), then move the event's files; the event's final path.
+    Not `sync_dir`: the caller fsyncs the final path's directory."""
+    claim = outcome.claim
+    if outcome.log_fd is not None:
+        log_fd, outcome.log_fd = outcome.log_fd, None
+        sync_log(log_fd)
+    error = stage(outcome)
+    if error is not None:
+        raise error
+    _decide(outcome)
     crash_point("decided")
-    return finish(claim, outcome.status)
+    return finish(claim, outcome.status, sync_dir)
 
 
-def finish(claim: Claim, status: Status) -> Path:
-    """Move a decided event's files into done/DAY/ or failed/DAY/ (idempotent)."""
+def _decide(outcome: Outcome) -> None:
+    """Sync the staged result and rename it into work/; a failure removes it (the next try writes it again)."""
+    staged, outcome.staged = outcome.staged, None
+    try:
+        fd = os.open(staged, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fsync_fd(fd)
+        finally:
+            os.close(fd)
+        os.rename(staged, outcome.claim.result_path)
+    except BaseException:
+        _remove_quietly(staged)
+        raise
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def sync_log(log_fd: int) -> None:
+    """Make a script's log durable, then close it."""
+    try:
+        if os.fstat(log_fd).st_size:  # an empty log has nothing to make durable
+            os.fsync(log_fd)
+    except OSError:
+        pass  # the log is the script's output; its record still goes on
+    finally:
+        os.close(log_fd)
+
+
+def finish(claim: Claim, status: Status, sync_dir: bool = True) -> Path:
+    """Move a decided event's files into done/DAY/ or failed/DAY/ (idempotent); not `sync_dir`: without the
+    fsync of that directory."""
     destination = _day_dir(claim, status)
     target = destination / claim.record_name(".json")
     _move_if_present(claim.path, target)
     crash_point("moved")
     for source, suffix in ((claim.log_path, ".log"), (claim.result_path, ".result.json")):
         _move_if_present(source, destination / claim.record_name(suffix))
-    fsync_dir(destination)  # work/ is not synced: on a journaling filesystem the renames out of it
+    if sync_dir:
+        fsync_dir(destination)  # work/ is not synced: on a journaling filesystem the renames out of it
     return target           # persist in order, and recovery finishes any move that did not
 
 

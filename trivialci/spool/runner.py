@@ -22,6 +22,7 @@ from . import processes
 from .claim import Claim, open_claimed
 from .event import BadEvent
 from .forkserver import ForkedChild, ForkServer
+from .record import sync_log
 
 MAX_TIMEOUT = 7 * 86400.0  # the most an event's "_timeout" may ask for
 
@@ -180,14 +181,3 @@ def event_timeout(payload: dict, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
         raise BadEvent(f"\"_timeout\" must be a number of seconds between 0 and {MAX_TIMEOUT:g}, not {value!r}")
     return float(value)
-
-
-def sync_log(log_fd: int) -> None:
-    """Make a script's log durable, then close it."""
-    try:
-        if os.fstat(log_fd).st_size:  # an empty log has nothing to make durable
-            os.fsync(log_fd)
-    except OSError:
-        pass  # the log is the script's output; its record still goes on
-    finally:
-        os.close(log_fd)

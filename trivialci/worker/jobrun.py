@@ -118,13 +118,11 @@ class JobRun:
     def _check_out(self) -> None:
         self._log().forget_ended()  # an earlier attempt's log goes on
         mirror = Mirror(self.workdir, self.package["repo"])
-        if not mirror.has_commit(self.package["sha"]):
-            mirror.update()  # a warm mirror that has the sha needs no fetch at all
         mirror.prune()
         if self.worktree.exists():
             mirror.remove_worktree(self.worktree)
         self.worktree.parent.mkdir(parents=True, exist_ok=True)
-        mirror.add_worktree(self.package["sha"], self.worktree)
+        mirror.add_worktree(self.package["sha"], self.worktree)  # fetches only when the mirror lacks the sha
         shutil.rmtree(self.artifacts, ignore_errors=True)
         self.artifacts.mkdir(parents=True)
 
