@@ -48,6 +48,7 @@ def main(payload: dict) -> None:
         job = queue_job(state, {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha,
                                 "kind": kind, "attempt": 1, "params": payload["params"],
                                 "request": payload.get("request"), **trust_of(payload),
+                                **Mirror(os.environ["TRIVIALCI_WORKDIR"], repo).describe(sha),
                                 **forge_fields(payload, state.node_dir.spool)})
         queued.append(job["job"])
     note(state, payload, queued, f"queued {', '.join(queued)}: {branch} {sha[:12]} for {', '.join(kinds)}")

@@ -267,7 +267,8 @@ class JobRun:
                 "kind": package["kind"], "status": status.value, "worker": self.worker,
                 "attempt": package["attempt"], "queued": package.get("queued"), "started": started, "ended": ended,
                 "queue_wait": seconds_between(package.get("queued"), started),
-                "run_time": seconds_between(started, ended), "exit_code": exit_code, "reason": reason, "files": []}
+                "run_time": seconds_between(started, ended), "exit_code": exit_code, "reason": reason, "files": [],
+                **{key: package[key] for key in ("subject", "author") if package.get(key)}}
 
     def _upload(self) -> None:
         """files/ emptied, log.txt and files/ stored, job.json last; what the store refused makes the job

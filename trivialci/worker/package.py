@@ -17,12 +17,21 @@ from ..git.commands import check_branch, check_repo, check_sha
 from ..hub.fields import TRUST_CHECKS
 from ..hub.state import HubState
 from ..jobs import (BUILD_TIMEOUT, MAX_REASON_CHARS, RUNNING, JobStatus, check_attempt, check_fields, check_job_id,
-                    check_kind, check_params, check_reason, check_time, check_timeout, iso_now, optional)
+                    check_kind, check_params, check_reason, check_text, check_time, check_timeout, iso_now, optional)
 from ..spool.delivery import emit
+
+MAX_SHOWN_CHARS = 200
+
+
+def check_shown(value) -> str:
+    """A commit's subject or author, shown in the job's record: one line of text."""
+    return check_text(value, "subject or author", MAX_SHOWN_CHARS).split("\n", 1)[0]
+
 
 START_WORK_FIELDS = {"job": check_job_id, "repo": check_repo, "branch": check_branch, "sha": check_sha,
                      "kind": check_kind, "attempt": check_attempt, "params": check_params,
-                     "queued": optional(check_time), "timeout": check_timeout, **TRUST_CHECKS}
+                     "queued": optional(check_time), "timeout": check_timeout, **TRUST_CHECKS,
+                     "subject": optional(check_shown), "author": optional(check_shown)}
 STOP_STATUSES = (JobStatus.CANCELLED, JobStatus.SUPERSEDED)
 
 

@@ -1,0 +1,190 @@
+"""Jobs as pushes: the jobs of one commit of one branch, together; the branches and their newest push.
+
+state/jobs/ holds one file per job, named by its id, which starts with the
+time it was queued: listing the names (not reading them) gives the order. A
+page reads only the records it shows. What needs a branch's jobs (the
+branches view, a branch's page, a chart of its run times) walks the names
+newest first, reading records until it has found what it needs, and at most
+MAX_WALK of them. A final job's record never changes, so its summary is kept
+in memory (at most MAX_KEPT of them): a walk that comes again reads only the
+records of jobs still running.
+
+The pushes that built nothing (a branch skipped, no executable files in
+.trivialci/, a push seen twice) are in no job: they are the notes that the
+hub's branch_update script printed into its events' logs, read from today's
+and yesterday's done/ (at most RECENT_PUSH_EVENTS of them, the first
+NOTE_BYTES of each log).
+"""
+
+import re
+import threading
+from collections import OrderedDict
+
+from ..jobs import FINAL, JobStatus
+
+PAGE_JOBS = 50
+MAX_WALK = 20000  # job records a walk may read (or find kept) before it gives up
+MAX_KEPT = 20000  # summaries of final jobs kept in memory
+RECENT_PUSH_EVENTS = 300
+NOTE_BYTES = 4096
+SUMMARY_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "queued", "started", "ended", "run_time",
+                  "subject", "author", "worker", "stage", "reason", "attempt")
+FINAL_WORDS = {status.value for status in FINAL}
+EVENT_NAME = re.compile(r"(\d{6}\.\d{6})-branch_update(\.[A-Za-z0-9_+=:,@.-]+)?\.json\Z")
+GITIGNORE_HINT = ("if .trivialci/ has files in your working copy, they may not be committed, or be ignored: "
+                  "`git check-ignore -v .trivialci/*` names the .gitignore line; `git add -f .trivialci` adds them")
+
+
+def summary(record: dict) -> dict:
+    """What the pages show of a job record."""
+    return {field: record.get(field) for field in SUMMARY_FIELDS}
+
+
+class JobIndex:
+    """Job summaries by job id, read through `read_job(job_id)`; final ones kept (see the module docstring)."""
+
+    def __init__(self, read_job):
+        self.read_job = read_job
+        self.kept = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, job_id: str) -> dict | None:
+        with self.lock:
+            found = self.kept.get(job_id)
+        if found is not None:
+            return found
+        record = self.read_job(job_id)
+        if record is None:
+            return None
+        shown = summary(record)
+        if shown["status"] in FINAL_WORDS:
+            self._keep(job_id, shown)
+        return shown
+
+    def _keep(self, job_id: str, shown: dict) -> None:
+        with self.lock:
+            self.kept[job_id] = shown
+            while len(self.kept) > MAX_KEPT:
+                self.kept.popitem(last=False)
+
+    def walk(self, ids: list[str]):
+        """Summaries of `ids` (newest first) in that order, at most MAX_WALK; missing ones skipped."""
+        for job_id in ids[:MAX_WALK]:
+            shown = self.get(job_id)
+            if shown is not None:
+                yield shown
+
+
+def push_key(job: dict) -> tuple:
+    return job.get("repo"), job.get("branch"), job.get("sha")
+
+
+def group(jobs: list[dict]) -> list[dict]:
+    """Consecutive jobs of one (repo, branch, sha) as one push: its commit, and its jobs by stage and kind."""
+    pushes = []
+    for job in jobs:
+        if pushes and push_key(pushes[-1]["jobs"][0]) == push_key(job):
+            pushes[-1]["jobs"].append(job)
+        else:
+            pushes.append({"jobs": [job]})
+    return [_push(p["jobs"]) for p in pushes]
+
+
+def _push(jobs: list[dict]) -> dict:
+    first = jobs[-1]  # the oldest: the push's time
+    jobs = sorted(jobs, key=lambda j: (j.get("stage") if isinstance(j.get("stage"), int) else 0, str(j.get("kind"))))
+    return {"repo": first.get("repo"), "branch": first.get("branch"), "sha": first.get("sha"),
+            "subject": next((j["subject"] for j in jobs if j.get("subject")), None),
+            "author": next((j["author"] for j in jobs if j.get("author")), None),
+            "queued": first.get("queued"), "status": overall(jobs), "jobs": jobs}
+
+
+def overall(jobs: list[dict]) -> str | None:
+    """A push's one word: FAILED if one failed, running while one runs, PASSED when all passed."""
+    words = [j.get("status") for j in jobs]
+    for word in ("FAILED", "LOST", "UNSTORED", "BUILDING", "STARTING", "QUEUED", "HELD"):
+        if word in words:
+            return word
+    return "PASSED" if words and all(w == "PASSED" for w in words) else (words[0] if words else None)
+
+
+def page_ids(names: list[str], page: int) -> tuple[list[str], bool]:
+    """The job ids of jobs page `page` (names newest first) and whether older ones follow."""
+    ids = [n[:-5] for n in names if n.endswith(".json")]
+    return ids[page * PAGE_JOBS:(page + 1) * PAGE_JOBS], len(ids) > (page + 1) * PAGE_JOBS
+
+
+def whole_pushes(index: JobIndex, ids: list[str], chosen: list[str], page: int) -> list[dict]:
+    """The jobs of `chosen` (a page of `ids`), never splitting a push: a push begun on the page before is left
+    to it, and one that goes on past the page's end is completed (within a page more)."""
+    jobs = [j for j in (index.get(i) for i in chosen) if j]
+    if not jobs:
+        return []
+    start, end = page * PAGE_JOBS, page * PAGE_JOBS + len(chosen)
+    if start and (before := index.get(ids[start - 1])):
+        while jobs and push_key(jobs[0]) == push_key(before):
+            jobs.pop(0)
+    for job_id in ids[end:end + PAGE_JOBS]:
+        after = index.get(job_id)
+        if not after or not jobs or push_key(after) != push_key(jobs[-1]):
+            break
+        jobs.append(after)
+    return group(jobs)
+
+
+def branch_pushes(index: JobIndex, ids: list[str], repo_branch, count: int) -> list[dict]:
+    """The newest `count` pushes of one branch ((repo, branch); repo None: any)."""
+    repo, branch = repo_branch
+    jobs = []
+    for job in index.walk(ids):
+        if job.get("branch") == branch and (repo is None or job.get("repo") == repo):
+            jobs.append(job)
+            if len({push_key(j) for j in jobs}) > count:
+                jobs.pop()
+                break
+    return group(jobs)
+
+
+def run_times(index: JobIndex, ids: list[str], branch: str, kind: str, count: int) -> list[dict]:
+    """The newest `count` ended jobs of `branch` and `kind` with a run time, oldest first (for the chart)."""
+    found = []
+    for job in index.walk(ids):
+        if job.get("branch") == branch and job.get("kind") == kind and isinstance(job.get("run_time"), (int, float)):
+            found.append(job)
+            if len(found) == count:
+                break
+    return found[::-1]
+
+
+def newest_per_branch(index: JobIndex, ids: list[str], wanted: set) -> dict:
+    """{(repo, branch): its newest push} for the branches in `wanted`, found by one walk."""
+    first_job, jobs = {}, {}
+    for job in index.walk(ids):
+        key = (job.get("repo"), job.get("branch"))
+        if key not in first_job:
+            if len(first_job) == len(wanted) and wanted <= set(first_job):
+                break
+            first_job[key] = job
+        if push_key(job) == push_key(first_job[key]):
+            jobs.setdefault(key, []).append(job)
+    return {key: group(found)[0] for key, found in jobs.items() if key in wanted}
+
+
+def note_kind(text: str) -> str:
+    """What a branch_update note says became of the push."""
+    for word in ("skipped", "nothing to build", "already queued", "refused", "queued"):
+        if text.startswith(word):
+            return word
+    return "other"
+
+
+def is_push_event(name: str) -> bool:
+    return bool(EVENT_NAME.match(name))
+
+
+def hint_for(kind: str) -> str | None:
+    return GITIGNORE_HINT if kind == "nothing to build" else None
+
+
+def status_word(value) -> str | None:
+    return value if value in {s.value for s in JobStatus} else None
