@@ -134,6 +134,18 @@ class WebData:
                 notes[note["branch"]] = note
         return {b: n for b, n in notes.items() if n["kind"] not in ("queued", "already queued")}
 
+    def names(self, *parts: str) -> list[str]:
+        """The names in SPOOL/PARTS, listed without following a link (for `up`'s console)."""
+        return self._list(*parts)
+
+    def job_record(self, job_id: str) -> dict | None:
+        """state/jobs/JOB.json, read as the pages read it."""
+        return self._job(job_id)
+
+    def push_note(self, where: str, day: str, name: str) -> dict | None:
+        """What became of the push of one branch_update event (WHERE/DAY/NAME.json): its note and a hint."""
+        return self._push_note(where, day, name)
+
     def _push_note(self, where: str, day: str, name: str) -> dict | None:
         event = self._read(where, day, name)
         if not event or not isinstance(event.get("branch"), str):
