@@ -236,6 +236,8 @@ class WebData:
         queue = {}
         for kind in self._list("state", "queue"):
             jobs = [j for j in (self._job(job_id) for job_id in self.state.queued(kind)) if j]
+            if not jobs:
+                continue
             why = waiting_reason(kind, paused, workers, self.state.boot_asked(kind))
             queue[kind] = [{**job, "position": n + 1, "why": why if n == 0 else f"{n} ahead of it; {why}"}
                            for n, job in enumerate(jobs)]
