@@ -118,7 +118,7 @@ def test_a_push_appears_live_then_passes_with_its_log_and_artifact(ui_ci, origin
     push_event(ui_ci["spool"], origin, "feature/live", sha)
 
     expect(status_of(page, "feature/live")).to_have_text(re.compile("QUEUED|STARTING|BUILDING"), timeout=TIMEOUT_MS)
-    expect(job_row(page, "feature/live")).to_contain_text(sha[:12])
+    expect(job_row(page, "feature/live")).to_contain_text(sha[:7])
     [job] = wait_for(lambda: building(ui_ci["spool"]), timeout=60, message="the job to build")
     release_build(tmp_path / "ciwork" / job["worker"], job["job"])
     expect(status_of(page, "feature/live")).to_have_text("PASSED", timeout=TIMEOUT_MS)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from conftest import gated_build, release_build, wait_for
 from test_flow import BUILD_FAILS, BUILD_OK, building, git, origin, push_event, store_jobs  # noqa: F401 (a fixture)
+from trivialci.hub import HubState
+
 from test_webui import TIMEOUT_MS, browser, expect, get, job_row, status_of, ui_ci  # noqa: F401 (fixtures)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -21,7 +23,7 @@ def watch_dialogs(page) -> list:
     return dialogs
 
 
-def test_a_push_shows_subject_and_author_as_text(ui_ci, origin, browser):
+def test_a_push_shows_subject_and_author_as_text(ui_ci, origin, browser, tmp_path):
     git("config", "user.name", HTML_AUTHOR, cwd=origin.work)
     sha = origin.commit("main", {"build": BUILD_OK}, message=HTML_SUBJECT)
     push_event(ui_ci["spool"], origin, "main", sha)
@@ -39,6 +41,11 @@ def test_a_push_shows_subject_and_author_as_text(ui_ci, origin, browser):
     [job] = store_jobs(ui_ci["store"]).values()
     assert job["subject"] == HTML_SUBJECT and job["author"] == HTML_AUTHOR, "subject and author reach the store"
     page.close()
+    copy = tmp_path / "copy"
+    shutil.copytree(ui_ci["spool"], copy, ignore=shutil.ignore_patterns("*.sock", "work"))
+    shutil.rmtree(copy / "state")
+    rebuilt = HubState.open(copy).job(job["job"])
+    assert (rebuilt["subject"], rebuilt["author"]) == (HTML_SUBJECT, HTML_AUTHOR), "they travel in the queue event"
 
 
 def test_a_coloured_log_is_drawn_as_styled_spans_with_linked_line_numbers(ui_ci, origin, browser):

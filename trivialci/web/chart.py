@@ -12,7 +12,7 @@ from markupsafe import Markup
 
 from ..jobs import is_job_id
 
-WIDTH, HEIGHT, BAR, GAP = 300, 56, 8, 2
+HEIGHT, BAR, GAP, MIN_WIDTH = 56, 8, 2, 120
 STATUSES = {"PASSED", "FAILED", "LOST", "UNSTORED", "CANCELLED", "SUPERSEDED", "SKIPPED"}
 
 
@@ -24,7 +24,7 @@ def svg(jobs: list[dict], current: str | None = None, label: str = "run times") 
         return Markup("")
     longest = max(max(times), 0.001)
     bars = [_bar(n, job, longest, job.get("job") == current) for n, job in enumerate(jobs)]
-    width = max(len(jobs) * (BAR + GAP), BAR)
+    width = max(len(jobs) * (BAR + GAP), MIN_WIDTH)
     return Markup(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{HEIGHT + 14}" '
                   f'viewBox="0 0 {width} {HEIGHT + 14}" role="img" aria-label="{escape(label)}">'
                   f'<title>{escape(label)}</title>{"".join(bars)}'
