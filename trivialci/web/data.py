@@ -23,7 +23,7 @@ from pathlib import Path
 from ..store.history import list_jobs, parse_record
 from ..hub.scheduling import BOOT_PATIENCE, LOST_AFTER
 from ..hub.state import HubState
-from ..spool.files import MAX_STATE_BYTES, open_directory_under, open_regular, read_json
+from ..spool.files import MAX_STATE_BYTES, lstat_under, open_directory_under, open_regular, read_json
 from ..spool.layout import worker_names
 from ..errors import BadInput
 from ..store import ArtifactStore, StoredValue, StoreMissing, StoreUnavailable, is_key
@@ -33,6 +33,7 @@ from .serving import OpenFile
 PAGE_SIZE = 50
 BRANCH_PUSHES = 20
 CHART_JOBS = 30
+RACY_SECONDS = 2.0
 BRANCH_WINDOW = 500  # the newest jobs whose branches the branches view lists even without a state/branches record
 RECENT_EVENTS = 100
 BADGE_SCAN = 5000  # job records read at most to find a branch's newest job in state/
@@ -49,6 +50,7 @@ class WebData:
         self.store = store
         self.state = HubState(spool)  # the constructor only names paths; open() would rebuild
         self.index = pushes.JobIndex(self._job)
+        self.listed = (None, [])  # ((inode, mtime) of state/jobs/, its job ids newest first)
 
     def _read(self, *parts: str) -> dict | None:
         """The JSON object in SPOOL/PARTS; None if missing, behind a link, not a regular file, too big, not JSON."""
@@ -83,7 +85,7 @@ class WebData:
         """One page of jobs as pushes, newest first: from state/jobs/, or the store when state/ has none."""
         ids = self._ids()
         if ids:
-            chosen, more = pushes.page_ids([f"{i}.json" for i in ids], page)
+            chosen, more = pushes.page_ids(ids, page)
             found = pushes.whole_pushes(self.index, ids, chosen, page)
             return {"source": "state", "page": page, "more": more, "pushes": found,
                     "jobs": [job for push in found for job in push["jobs"]]}
@@ -93,8 +95,19 @@ class WebData:
                 "pushes": pushes.group(shown), "jobs": shown}
 
     def _ids(self) -> list[str]:
-        """The job ids in state/jobs/, newest first: names only, no record read."""
-        return sorted((n[:-5] for n in self._list("state", "jobs") if n.endswith(".json")), reverse=True)
+        """The job ids in state/jobs/, newest first: names only, no record read. The listing is kept while the
+        directory's mtime holds; one that changed within RACY_SECONDS is listed again each time (a change in the
+        same clock tick as the listing leaves the mtime as it was)."""
+        try:
+            info = lstat_under("jobs", self.spool / "state")
+        except OSError:
+            return []
+        stamp = (info.st_ino, info.st_mtime_ns)
+        if self.listed[0] == stamp and time.time() - info.st_mtime > RACY_SECONDS:
+            return self.listed[1]
+        ids = sorted((n[:-5] for n in self._list("state", "jobs") if n.endswith(".json")), reverse=True)
+        self.listed = (stamp, ids)
+        return ids
 
     def branch_page(self, branch: str, repo: str | None = None) -> dict:
         """A branch's newest pushes, and the run times of each of its kinds (for the charts)."""

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from . import ansi
 
-PAGE_BYTES = 256 << 10
+PAGE_BYTES = 64 << 10  # about 800 lines of a test runner's output
 LIVE_TIMEOUT = 5.0  # seconds the UI waits for a worker's log server
 MAX_LINE = 1 << 30
 

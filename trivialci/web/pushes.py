@@ -108,9 +108,8 @@ def overall(jobs: list[dict]) -> str | None:
     return "PASSED" if words and all(w == "PASSED" for w in words) else (words[0] if words else None)
 
 
-def page_ids(names: list[str], page: int) -> tuple[list[str], bool]:
-    """The job ids of jobs page `page` (names newest first) and whether older ones follow."""
-    ids = [n[:-5] for n in names if n.endswith(".json")]
+def page_ids(ids: list[str], page: int) -> tuple[list[str], bool]:
+    """The job ids of jobs page `page` (`ids` newest first) and whether older ones follow."""
     return ids[page * PAGE_JOBS:(page + 1) * PAGE_JOBS], len(ids) > (page + 1) * PAGE_JOBS
 
 
@@ -157,16 +156,16 @@ def run_times(index: JobIndex, ids: list[str], branch: str, kind: str, count: in
 
 
 def newest_per_branch(index: JobIndex, ids: list[str], wanted: set) -> dict:
-    """{(repo, branch): its newest push} for the branches in `wanted`, found by one walk."""
+    """{(repo, branch): its newest push} for the branches in `wanted`, found by one walk that ends once each
+    has been found and its push is complete (a push's jobs are queued together, so their ids are together)."""
     first_job, jobs = {}, {}
     for job in index.walk(ids):
         key = (job.get("repo"), job.get("branch"))
-        if key not in first_job:
-            if len(first_job) == len(wanted) and wanted <= set(first_job):
-                break
-            first_job[key] = job
+        first_job.setdefault(key, job)
         if push_key(job) == push_key(first_job[key]):
             jobs.setdefault(key, []).append(job)
+        elif len(first_job) >= len(wanted) and wanted <= first_job.keys():
+            break
     return {key: group(found)[0] for key, found in jobs.items() if key in wanted}
 
 
