@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from jinja2 import ChainableUndefined, Environment, FileSystemLoader
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 
 from ..jobs import JobStatus, is_job_id
 from . import chart
@@ -106,7 +106,7 @@ def branch_href(branch, repo=None) -> str:
 
 def plain(value) -> str:
     """A record value as one line of text: JSON for lists and objects."""
-    if value is None:
+    if value is None or isinstance(value, Undefined):
         return ""
     return value if isinstance(value, str) else json.dumps(value)
 
