@@ -122,7 +122,7 @@ def test_a_push_appears_live_then_passes_with_its_log_and_artifact(ui_ci, origin
     [job] = wait_for(lambda: building(ui_ci["spool"]), timeout=60, message="the job to build")
     release_build(tmp_path / "ciwork" / job["worker"], job["job"])
     expect(status_of(page, "feature/live")).to_have_text("PASSED", timeout=TIMEOUT_MS)
-    page.screenshot(path=tmp_path / "jobs-page.png")
+    page.screenshot(path=tmp_path / "jobs.png")
 
     job_row(page, "feature/live").locator("a.chip").first.click()
     expect(page.locator("h1")).to_have_text(f"build of feature/live {sha[:7]}")

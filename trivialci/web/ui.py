@@ -1,21 +1,27 @@
-"""The hub's web UI: read-only pages of jobs, queue, workers and events, served beside the hub's loop.
+"""The hub's web UI: read-only pages of jobs, branches, queue, workers and events, served beside the hub's loop.
 
-    /                      jobs, newest first, 50 a page (?page=N)
-    /jobs/JOB              a job: record, live log link (its "log_url"), stored log, artifacts
+    /                      jobs as pushes, newest first, 50 jobs a page (?page=N)
+    /branches              each branch's newest push; pushes that built nothing, and why
+    /branch?name=B         a branch's pushes and run-time charts (&repo=R to choose among repositories)
+    /jobs/JOB              a job: summary, run-time chart, its log inline (?from=N&line=K, ?from=last)
+    /jobs/JOB/log.part     lines of its log from ?from=N as HTML, for the page that follows it live
     /jobs/JOB/log          the stored log.txt, as text/plain
     /jobs/JOB/files/NAME   a stored artifact, as a download
-    /queue  /workers  /events
+    /queue  /workers  /events (?all=1: with ticks and housekeeping)
     /events/log/WHERE/DAY/NAME.log   the .log of a handled event (done/ or failed/, today or yesterday)
     /badge/BRANCH.svg      the status of the newest job of BRANCH
 
 Every page has a JSON twin: the same path with `.json` (`/index.json` for /),
-or `Accept: application/json`. The server runs in its own daemon thread and
-only reads files, so it can never hold up the hub's loop. It serves nothing but
-state/, done/, failed/, the heartbeats and the artifact store: job ids must be
-job ids, artifact names store keys, and any path with '..' (encoded or not) is
-a 404; no link is followed (data.py). Logs and artifacts are streamed, a chunk
-at a time, with Range. It binds 127.0.0.1 unless told otherwise; connections,
-deadlines, the Host check and request bodies follow serving.py.
+or `Accept: application/json`. Pages are Jinja2 templates drawn here only
+(render.py); with `X-Part: main` a page answers its changing part alone. The
+server runs in its own daemon thread and only reads files (and a running
+job's log from its worker, logpage.py), so it can never hold up the hub's
+loop. It serves nothing but state/, done/, failed/, the heartbeats and the
+artifact store: job ids must be job ids, artifact names store keys, and any
+path with '..' (encoded or not) is a 404; no link is followed (data.py). Logs
+and artifacts are streamed, a chunk at a time, with Range; a log shown on a
+page is read a page at a time. It binds 127.0.0.1 unless told otherwise;
+connections, deadlines, the Host check and request bodies follow serving.py.
 """
 
 import json
