@@ -49,9 +49,13 @@ def test_a_push_shows_subject_and_author_as_text(ui_ci, origin, browser, tmp_pat
 
 
 def test_a_coloured_log_is_drawn_as_styled_spans_with_linked_line_numbers(ui_ci, origin, browser):
-    sha = origin.commit("colours", {"build": COLOURED})
+    for n in range(3):  # earlier runs, for the chart
+        push_event(ui_ci["spool"], origin, "colours", origin.commit("colours", {"build": BUILD_OK}))
+        wait_for(lambda: len(store_jobs(ui_ci["store"])) == n + 1, timeout=60, message="an earlier run")
+    sha = origin.commit("colours", {"build": COLOURED}, message="Make the parser strict")
     push_event(ui_ci["spool"], origin, "colours", sha)
-    [(job_id, _)] = wait_for(lambda: store_jobs(ui_ci["store"]), timeout=60, message="the record").items()
+    [job_id] = wait_for(lambda: [j for j, r in store_jobs(ui_ci["store"]).items() if r["sha"] == sha], timeout=60,
+                        message="the record")
     page = browser.new_page()
     page.goto(f"{ui_ci['url']}jobs/{job_id}")
     log = page.locator("#log-lines")
@@ -65,6 +69,7 @@ def test_a_coloured_log_is_drawn_as_styled_spans_with_linked_line_numbers(ui_ci,
     expect(page.locator("main")).to_contain_text("exit status 1")
     expect(page.locator("main code.command")).to_have_text(f"trivialci rebuild {job_id}")
     expect(page.locator("main svg.chart rect.current")).to_have_count(1)
+    expect(page.locator("main svg.chart rect")).to_have_count(4)
     page.set_viewport_size({"width": 1000, "height": 800})
     page.screenshot(path=DOCS / "webui-job.png", full_page=True)
     page.close()
@@ -138,13 +143,19 @@ def test_events_hide_ticks_until_asked(ui_ci, origin, browser):
 
 
 def test_the_jobs_page_at_a_phones_width_and_for_the_docs(ui_ci, origin, browser):
-    for branch, script, subject in (("main", BUILD_OK, "Parse the config once"), ("fix/login", BUILD_FAILS,
-                                    "Fix the login redirect"), ("feature/search", BUILD_OK, "Add search to the jobs page")):
-        push_event(ui_ci["spool"], origin, branch, origin.commit(branch, {"build": script}, message=subject))
-    wait_for(lambda: len(store_jobs(ui_ci["store"])) == 3, timeout=90, message="three records")
+    pushes = (("main", "Ada Lovelace", {"build": BUILD_OK, "lint": BUILD_OK}, "Parse the config once"),
+              ("fix/login", "Grace Hopper", {"build": BUILD_FAILS}, "Fix the login redirect"),
+              ("feature/search", "Alan Turing", {"build": BUILD_OK, "lint": BUILD_FAILS}, "Add search to the jobs page"))
+    for branch, author, scripts, subject in pushes:
+        git("config", "user.name", author, cwd=origin.work)
+        push_event(ui_ci["spool"], origin, branch, origin.commit(branch, scripts, message=subject))
+    wait_for(lambda: len(store_jobs(ui_ci["store"])) == 6, timeout=90, message="six records (lint came along)")
     page = browser.new_page(viewport={"width": 1000, "height": 600})
     page.goto(ui_ci["url"])
     expect(status_of(page, "fix/login")).to_have_text("FAILED", timeout=TIMEOUT_MS)
+    expect(job_row(page, "main").locator(".chip")).to_have_count(2)
+    expect(job_row(page, "feature/search").locator(".chip b").nth(1)).to_have_text("FAILED", timeout=TIMEOUT_MS)
+    expect(job_row(page, "main").locator(".meta")).to_contain_text("Ada Lovelace")
     page.screenshot(path=DOCS / "webui-jobs.png", full_page=True)
     page.set_viewport_size({"width": 390, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing wider than a phone"
