@@ -72,6 +72,8 @@ def test_a_coloured_log_is_drawn_as_styled_spans_with_linked_line_numbers(ui_ci,
     expect(page.locator("main svg.chart rect")).to_have_count(4)
     page.set_viewport_size({"width": 1000, "height": 800})
     page.screenshot(path=DOCS / "webui-job.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing wider than a phone"
     page.close()
 
 
