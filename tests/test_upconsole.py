@@ -49,9 +49,24 @@ def test_up_prints_one_line_per_job_change_and_keeps_the_node_log_in_a_file(tmp_
         for pid in local_worker_pids(tmp_path / "spool"):
             os.kill(pid, signal.SIGKILL)
     console = up.stderr()
-    assert console.count(f"main {sha[:7]} build queued") == 1, console  # a 0.1 s build may start and end unseen
+    assert console.count(f"main {sha[:7]} build queued") == 1, console
+    started = console.index(f"main {sha[:7]} build started on build-1\n")  # even when it ended between two looks
+    assert console.index(f"main {sha[:7]} build queued") < started < console.index(line)
     assert line in console
     log = (tmp_path / "ciwork" / "up.log").read_text()
     assert f"  log       {tmp_path / 'ciwork' / 'up.log'}" in console
     assert "handled" in log or "done" in log, "the nodes log into up.log"
     assert "tick" not in console and "work_required" not in console, "housekeeping stays in the log file"
+
+
+def test_up_verbose_shows_the_nodes_log_on_the_console_too(tmp_path, start_node):
+    origin = Origin(tmp_path)
+    origin.commit({"README": "x"})
+    up = start_node("up", "--repo", origin.bare, "--spool", tmp_path / "spool", "--store",
+                    f"file://{tmp_path / 'store'}", "--workdir", tmp_path / "ciwork", "--ui", "off", "--verbose")
+    try:
+        wait_for(lambda: "gitwatcher: watching" in up.stderr() and " hub: handling " in up.stderr(), timeout=30,
+                 message="the nodes' own lines on the console")
+    finally:
+        assert up.stop(signal.SIGINT, timeout=60) == 0, up.stderr()
+    assert "gitwatcher: watching" in (tmp_path / "ciwork" / "up.log").read_text()

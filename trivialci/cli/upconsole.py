@@ -1,7 +1,7 @@
 """What `trivialci up` prints: one line per job change a person wants to see, and warnings.
 
     main 3f9a61e build queued
-    main 3f9a61e build started on build-1
+    main 3f9a61e build started on build-1      (told before the end, if it ended between two looks)
     main 3f9a61e build PASSED 0.3s http://127.0.0.1:8080/jobs/20261202T074205Z-1a2b3c
     fix/x 1b2c3d4 build FAILED 1.2s (exit status 3) http://127.0.0.1:8080/jobs/...
     tmp/try 9e8f7a6: skipped: tmp/try matches ['tmp/*']
@@ -67,6 +67,8 @@ class JobConsole:
             return
         status, before = job.get("status"), self.told.get(name)
         word = "started" if status in RUNNING_WORDS else status
+        if word in FINAL_WORDS and before in (None, JobStatus.QUEUED.value) and job.get("worker"):
+            self.say(self.line(job, "started"))  # it started and ended between two looks
         if word != before and not (word == "started" and before in FINAL_WORDS):
             self.told[name] = word
             self.say(self.line(job, word))
