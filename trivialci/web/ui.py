@@ -178,7 +178,8 @@ class Handler(GuardedHandler):
         if wants_json:
             return self.send_view("job.html", "", data, True)
         first, line = logpage.parse_position(parse_qs(url.query))
-        source, log = self._log_page(job_id, data, first, line)
+        refresh = self.headers.get("X-Part") == "main"  # the log below the main part is followed by itself
+        source, log = ("none", None) if refresh else self._log_page(job_id, data, first, line)
         final = record.get("status") in FINAL_WORDS and source != "live"
         values = {**data, "job_id": job_id, "log": log, "log_source": source,
                   "follow": not final and first == 0}
