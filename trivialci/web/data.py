@@ -39,7 +39,7 @@ RECENT_EVENTS = 100
 BADGE_SCAN = 5000  # job records read at most to find a branch's newest job in state/
 LOG_NAME = re.compile(r"\d{6}\.\d{6}-[A-Za-z0-9_+=:,@.-]+\.log\Z")
 WHERES = ("done", "failed")
-HOUSEKEEPING = {"tick", "prune", "work_required", "worker_status", "commit_status", "hello"}
+HOUSEKEEPING = {"tick", "prune", "work_required", "worker_status", "commit_status"}
 
 
 class WebData:
