@@ -3,6 +3,7 @@
 import http.client
 import http.server
 import json
+import re
 import threading
 
 import pytest
@@ -11,6 +12,7 @@ from test_web_attacks import JOB, OTHER, get, job_record, ui  # noqa: F401 (a fi
 ODD_VALUES = {"status": "<b>NOPE</b>", "run_time": "forever", "queued": 12, "subject": ["<i>list</i>"],
               "author": {"name": "x"}, "stage": "<s>", "upstream": "not a list", "sha": None, "branch": 7,
               "exit_code": "x", "rebuild_of": "../../etc", "reason": {"a": 1}}
+LOG_LINE = b"\x1b[1;31m<img src=x onerror=alert(1)>\x1b[0m \x1b]8;;http://evil\x07link\x1b]8;;\x07 \x1b[2J\n"
 PATHS = ["/", "/branches", "/branch?name=7", "/branch?name=%3Cb%3E", "/queue", "/events?all=1", f"/jobs/{JOB}",
          f"/jobs/{JOB}?from=last", f"/jobs/{JOB}?from=99999999999999999999&line=-1", f"/jobs/{JOB}?from=x&line=y",
          f"/jobs/{JOB}/log.part?from=5&line=999999999999", "/index.json", "/branches.json", f"/jobs/{JOB}.json"]
@@ -37,12 +39,15 @@ def test_a_stored_log_is_paged_with_escapes_removed_and_markup_escaped(ui):
     (ui["spool"] / "state" / "jobs" / f"{JOB}.json").write_text(job_record(JOB))
     log = ui["store"] / "jobs" / JOB / "log.txt"
     log.parent.mkdir(parents=True)
-    line = b"\x1b[1;31m<img src=x onerror=alert(1)>\x1b[0m \x1b]8;;http://evil\x07link\x1b]8;;\x07 \x9b2J\n"
-    log.write_bytes(line * 20000)  # 1.3 MB: many pages
+    log.write_bytes(LOG_LINE * 20000)  # 1.3 MB: many pages
     status, _, body = get(ui["port"], f"/jobs/{JOB}")
     assert status == 200 and b"<img" not in body and b"\x1b" not in body and b"evil" not in body
     assert b'<span class="b f1">&lt;img src=x onerror=alert(1)&gt;</span>' in body
     assert b'id="L1"' in body and len(body) < 400_000, "one page of the log, not all of it"
+    offset, line = map(int, re.search(rb'\?from=(\d+)&amp;line=(\d+)', body).groups())
+    assert offset == (line - 1) * len(LOG_LINE) and body.count(b'<div class="l"') == line - 1
+    second = get(ui["port"], f"/jobs/{JOB}?from={offset}&line={line}")[2]
+    assert re.search(rb'<div class="l" id="L(\d+)"', second).group(1) == str(line).encode(), "numbering goes on"
     last = get(ui["port"], f"/jobs/{JOB}?from=last")[2]
     assert b'id="L20000"' in last and b'id="L1"' not in last
 
