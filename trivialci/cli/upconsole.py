@@ -9,7 +9,8 @@
 
 The hub, the gitwatchers and the workers log every event they handle to one
 file (up.log in the workdir); the console reads it for the lines marked
-`warning:` (all of it with --verbose). Job changes are read from the hub's
+`warning:` or `error:`, and a command's one-line refusal (`Error: ...`, e.g. a
+hub that another process runs already); all of it with --verbose. Job changes are read from the hub's
 state/jobs/: the names are listed (not read) to find new jobs, and only the
 records of jobs not yet final are read again, so a poll costs the same with
 10,000 jobs as with 10. Pushes that queued nothing are read from the
@@ -27,6 +28,7 @@ from ..web.pushes import is_push_event
 FINAL_WORDS = {status.value for status in FINAL}
 RUNNING_WORDS = {status.value for status in RUNNING}
 LOG_NAME = "up.log"
+SHOWN_STARTS = ("Error: ", "Traceback")  # a node that refused to start, or a bug: said on the console too
 MAX_TAIL = 1 << 20  # bytes of the log copied to the console in one poll
 
 
@@ -115,7 +117,7 @@ class JobConsole:
         end = data.rfind(b"\n") + 1
         self.log_offset += end
         for line in data[:end].decode("utf-8", "replace").splitlines():
-            if self.verbose or "warning:" in line.lower() or "Traceback" in line:
+            if self.verbose or "warning:" in line.lower() or line.startswith(SHOWN_STARTS):
                 self.say(line)
 
 
