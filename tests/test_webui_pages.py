@@ -1,8 +1,11 @@
 """The pages a team lives in, in a real headless Chromium against a real hub: pushes, logs, branches, queue."""
 
+import os
 import re
 import shutil
 from pathlib import Path
+
+import pytest
 
 from conftest import gated_build, release_build, wait_for
 from test_flow import BUILD_FAILS, BUILD_OK, building, git, origin, push_event, store_jobs  # noqa: F401 (a fixture)
@@ -10,11 +13,18 @@ from trivialci.hub import HubState
 
 from test_webui import TIMEOUT_MS, browser, expect, get, job_row, status_of, ui_ci  # noqa: F401 (fixtures)
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+SCREENSHOTS = "TRIVIALCI_SCREENSHOTS"  # a directory for the screenshots (docs/ for the README's); else tmp_path
 COLOURED = ("#!/bin/sh\nprintf 'plain line\\n'\nprintf '\\033[1;31mFAILED\\033[0m test_x \\033[32mok\\033[0m\\n'\n"
             "printf 'cursor\\033[2K\\033[1Gmoved \\033]0;title\\007done\\n'\nexit 1\n")
 HTML_SUBJECT = "<script>alert(1)</script> fix <b>bold</b>"
 HTML_AUTHOR = "Eve &lt;b&gt; O'Neil"  # git drops '<' and '>' from names: entities must stay text
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where the screenshots go: $TRIVIALCI_SCREENSHOTS (`TRIVIALCI_SCREENSHOTS=docs pytest ...` remakes the
+    README's), else the test's own directory, so that a test run leaves the checkout as it was."""
+    return Path(os.environ.get(SCREENSHOTS) or tmp_path)
 
 
 def watch_dialogs(page) -> list:
@@ -48,7 +58,7 @@ def test_a_push_shows_subject_and_author_as_text(ui_ci, origin, browser, tmp_pat
     assert (rebuilt["subject"], rebuilt["author"]) == (HTML_SUBJECT, HTML_AUTHOR), "they travel in the queue event"
 
 
-def test_a_coloured_log_is_drawn_as_styled_spans_with_linked_line_numbers(ui_ci, origin, browser):
+def test_a_coloured_log_is_drawn_as_styled_spans_with_linked_line_numbers(ui_ci, origin, browser, shots):
     for n in range(3):  # earlier runs, for the chart
         push_event(ui_ci["spool"], origin, "colours", origin.commit("colours", {"build": BUILD_OK}))
         wait_for(lambda: len(store_jobs(ui_ci["store"])) == n + 1, timeout=60, message="an earlier run")
@@ -71,7 +81,7 @@ def test_a_coloured_log_is_drawn_as_styled_spans_with_linked_line_numbers(ui_ci,
     expect(page.locator("main svg.chart rect.current")).to_have_count(1)
     expect(page.locator("main svg.chart rect")).to_have_count(4)
     page.set_viewport_size({"width": 1000, "height": 800})
-    page.screenshot(path=DOCS / "webui-job.png", full_page=True)
+    page.screenshot(path=shots / "webui-job.png", full_page=True)
     page.set_viewport_size({"width": 390, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing wider than a phone"
     page.close()
@@ -92,7 +102,7 @@ def test_a_running_jobs_log_follows_live_on_its_page(ui_ci, origin, browser, tmp
     page.close()
 
 
-def test_the_branches_view_shows_a_push_that_built_nothing_with_the_gitignore_hint(ui_ci, origin, browser):
+def test_the_branches_view_shows_a_push_that_built_nothing_with_the_gitignore_hint(ui_ci, origin, browser, shots):
     built = origin.commit("main", {"build": BUILD_OK}, message="builds")
     push_event(ui_ci["spool"], origin, "main", built)
     git("rm", "-q", "-r", ".trivialci", cwd=origin.work)
@@ -109,7 +119,7 @@ def test_the_branches_view_shows_a_push_that_built_nothing_with_the_gitignore_hi
     main = page.locator("article").filter(has=page.get_by_role("link", name="main", exact=True))
     expect(main.locator(".chip b")).to_have_text("PASSED", timeout=TIMEOUT_MS)
     page.set_viewport_size({"width": 1000, "height": 700})
-    page.screenshot(path=DOCS / "webui-branches.png", full_page=True)
+    page.screenshot(path=shots / "webui-branches.png", full_page=True)
     page.get_by_role("link", name="main", exact=True).click()
     expect(page.locator("h1")).to_have_text("branch main")
     expect(page.locator("main svg.chart")).to_have_count(1)
@@ -144,7 +154,7 @@ def test_events_hide_ticks_until_asked(ui_ci, origin, browser):
     page.close()
 
 
-def test_the_jobs_page_at_a_phones_width_and_for_the_docs(ui_ci, origin, browser):
+def test_the_jobs_page_at_a_phones_width_and_for_the_docs(ui_ci, origin, browser, shots):
     pushes = (("main", "Ada Lovelace", {"build": BUILD_OK, "lint": BUILD_OK}, "Parse the config once"),
               ("fix/login", "Grace Hopper", {"build": BUILD_FAILS}, "Fix the login redirect"),
               ("feature/search", "Alan Turing", {"build": BUILD_OK, "lint": BUILD_FAILS}, "Add search to the jobs page"))
@@ -158,8 +168,8 @@ def test_the_jobs_page_at_a_phones_width_and_for_the_docs(ui_ci, origin, browser
     expect(job_row(page, "main").locator(".chip")).to_have_count(2)
     expect(job_row(page, "feature/search").locator(".chip b").nth(1)).to_have_text("FAILED", timeout=TIMEOUT_MS)
     expect(job_row(page, "main").locator(".meta")).to_contain_text("Ada Lovelace")
-    page.screenshot(path=DOCS / "webui-jobs.png", full_page=True)
+    page.screenshot(path=shots / "webui-jobs.png", full_page=True)
     page.set_viewport_size({"width": 390, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing wider than a phone"
-    page.screenshot(path=DOCS / "webui-phone.png", full_page=True)
+    page.screenshot(path=shots / "webui-phone.png", full_page=True)
     page.close()
