@@ -9,13 +9,12 @@ The filters below turn record values (which are input like any other) into
 what a person reads; a value of the wrong type is shown as it is, escaped.
 """
 
+import functools
 import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
-
-from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 
 from ..jobs import JobStatus, is_job_id
 from . import chart
@@ -24,13 +23,24 @@ REFRESH_MS = 2000
 STATUSES = {status.value for status in JobStatus}
 NAV = (("jobs", "/"), ("branches", "/branches"), ("queue", "/queue"), ("workers", "/workers"), ("events", "/events"))
 
-ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
-                  undefined=ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+
+@functools.cache
+def environment():
+    """The templates' Jinja2 environment, made (and jinja2 imported) when the first page is drawn: every CLI
+    command imports the web UI's module through `trivialci hub`'s, and importing jinja2 costs most of them
+    a tenth of a second for nothing."""
+    import jinja2
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+                             undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(when=when, ago=ago, seconds=seconds, size=size, short=short, status_class=status_class,
+                       job_href=job_href, branch_href=branch_href, plain=plain, urlquote=lambda v: quote(str(v)))
+    env.globals.update(chart=chart.svg)
+    return env
 
 
 def render(name: str, values: dict, part: bool = False) -> str:
     """The template `name` drawn with `values`: the whole page, or only its `main` block."""
-    template = ENV.get_template(name)
+    template = environment().get_template(name)
     values = {**values, "nav": NAV, "refresh_ms": REFRESH_MS, "now": time.time()}
     if not part:
         return template.render(values)
@@ -106,11 +116,8 @@ def branch_href(branch, repo=None) -> str:
 
 def plain(value) -> str:
     """A record value as one line of text: JSON for lists and objects."""
-    if value is None or isinstance(value, Undefined):
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-ENV.filters.update(when=when, ago=ago, seconds=seconds, size=size, short=short, status_class=status_class,
-                   job_href=job_href, branch_href=branch_href, plain=plain, urlquote=lambda v: quote(str(v)))
-ENV.globals.update(chart=chart.svg)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, list, dict)):
+        return json.dumps(value)
+    return ""  # None, or a field the record does not have (jinja2's Undefined)
