@@ -81,3 +81,14 @@ def test_the_ui_asks_a_worker_only_for_that_very_jobs_log(ui, path):
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_a_push_with_stages_shows_its_jobs_in_stage_order(ui):
+    jobs = ui["spool"] / "state" / "jobs"
+    (jobs / f"{JOB}.json").write_text(job_record(JOB, kind="deploy", stage=2, status="QUEUED", subject="staged"))
+    (jobs / f"{OTHER}.json").write_text(job_record(OTHER, kind="test", stage=1, status="PASSED", run_time=2.5))
+    body = get(ui["port"], "/")[2].decode()
+    chips = re.findall(r'<a class="chip"[^>]*>(.*?)</a>', body)
+    assert len(chips) == 2 and "staged" in body
+    assert [re.sub(r"<[^>]+>", " ", chip).split() for chip in chips] == [["1", "test", "PASSED", "2.5s"],
+                                                                         ["2", "deploy", "QUEUED"]]

@@ -105,7 +105,9 @@ def overall(jobs: list[dict]) -> str | None:
     for word in ("FAILED", "LOST", "UNSTORED", "BUILDING", "STARTING", "QUEUED", "HELD"):
         if word in words:
             return word
-    return "PASSED" if words and all(w == "PASSED" for w in words) else (words[0] if words else None)
+    if words and all(w in ("PASSED", "SKIPPED") for w in words) and "PASSED" in words:
+        return "PASSED"
+    return words[0] if words else None
 
 
 def page_ids(ids: list[str], page: int) -> tuple[list[str], bool]:
