@@ -16,13 +16,16 @@ and yesterday's done/ (at most RECENT_PUSH_EVENTS of them, the first
 NOTE_BYTES of each log).
 """
 
+import calendar
 import re
 import threading
+import time
 from collections import OrderedDict
 
 from ..jobs import FINAL, JobStatus
 
 PAGE_JOBS = 50
+PUSH_SECONDS = 60  # jobs of one commit queued further apart than this are two pushes (the commit pushed again)
 MAX_WALK = 20000  # job records a walk may read (or find kept) before it gives up
 MAX_KEPT = 20000  # summaries of final jobs kept in memory
 RECENT_PUSH_EVENTS = 300
@@ -80,14 +83,28 @@ def push_key(job: dict) -> tuple:
 
 
 def group(jobs: list[dict]) -> list[dict]:
-    """Consecutive jobs of one (repo, branch, sha) as one push: its commit, and its jobs by stage and kind."""
-    pushes = []
+    """The jobs of one (repo, branch, sha) queued within PUSH_SECONDS of each other as one push: its commit, and
+    its jobs by stage and kind. Job ids sort by the second they were queued in, then by chance, so the jobs of
+    two pushes of one second may come interleaved."""
+    pushes, open_pushes = [], {}
     for job in jobs:
-        if pushes and push_key(pushes[-1]["jobs"][0]) == push_key(job):
-            pushes[-1]["jobs"].append(job)
-        else:
-            pushes.append({"jobs": [job]})
-    return [_push(p["jobs"]) for p in pushes]
+        key, when = push_key(job), _queued_second(job)
+        found = open_pushes.get(key)
+        if found is not None and abs(found[0] - when) <= PUSH_SECONDS:
+            found[1].append(job)
+            continue
+        open_pushes[key] = (when, [job])
+        pushes.append(open_pushes[key][1])
+    return [_push(found) for found in pushes]
+
+
+def _queued_second(job: dict) -> float:
+    """When the job was queued, from its id (YYYYmmddTHHMMSSZ-...): every job has one, of one format."""
+    job_id = job.get("job")
+    try:
+        return calendar.timegm(time.strptime(job_id[:16], "%Y%m%dT%H%M%SZ")) if isinstance(job_id, str) else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _push(jobs: list[dict]) -> dict:
@@ -116,21 +133,34 @@ def page_ids(ids: list[str], page: int) -> tuple[list[str], bool]:
 
 
 def whole_pushes(index: JobIndex, ids: list[str], chosen: list[str], page: int) -> list[dict]:
-    """The jobs of `chosen` (a page of `ids`), never splitting a push: a push begun on the page before is left
-    to it, and one that goes on past the page's end is completed (within a page more)."""
+    """The jobs of `chosen` (a page of `ids`), never splitting a push: the jobs of a push begun on the page before
+    are left to it, and those of one that goes on past the page's end are brought in (a page more at most)."""
     jobs = [j for j in (index.get(i) for i in chosen) if j]
     if not jobs:
         return []
     start, end = page * PAGE_JOBS, page * PAGE_JOBS + len(chosen)
-    if start and (before := index.get(ids[start - 1])):
-        while jobs and push_key(jobs[0]) == push_key(before):
-            jobs.pop(0)
-    for job_id in ids[end:end + PAGE_JOBS]:
-        after = index.get(job_id)
-        if not after or not jobs or push_key(after) != push_key(jobs[-1]):
-            break
-        jobs.append(after)
+    before = {push_key(j) for j in _near(index, ids[max(0, start - PAGE_JOBS):start][::-1], jobs[0])}
+    jobs = [j for j in jobs if push_key(j) not in before or _apart(j, jobs[0])]
+    keys = {push_key(j) for j in jobs}
+    jobs += [j for j in _near(index, ids[end:end + PAGE_JOBS], jobs[-1] if jobs else None) if push_key(j) in keys]
     return group(jobs)
+
+
+def _near(index: JobIndex, ids: list[str], anchor: dict | None) -> list[dict]:
+    """The jobs of `ids` (walked in that order) until one was queued more than PUSH_SECONDS from `anchor`."""
+    found = []
+    for job_id in ids if anchor else []:
+        job = index.get(job_id)
+        if job is None:
+            continue
+        if _apart(job, anchor):
+            break
+        found.append(job)
+    return found
+
+
+def _apart(job: dict, other: dict) -> bool:
+    return abs(_queued_second(job) - _queued_second(other)) > PUSH_SECONDS
 
 
 def branch_pushes(index: JobIndex, ids: list[str], repo_branch, count: int) -> list[dict]:
