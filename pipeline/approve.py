@@ -5,7 +5,9 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState, approve_job, boot_workers, dispatch
+from trivialci.hub import HubState, approve_job, boot_workers, dispatch, refuse_off_hub
+
+refuse_off_hub("approve")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])

@@ -11,7 +11,9 @@ import json
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import boot_worker
+from trivialci.hub import boot_worker, refuse_off_hub
+
+refuse_off_hub("boot_worker")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 try:

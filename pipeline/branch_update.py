@@ -14,8 +14,10 @@ from trivialci import TrivialCiError
 from trivialci.forge import forge_fields
 from trivialci.git import Mirror
 from trivialci.hub import (TRUST_FIELDS, HubState, boot_workers, cancel_running, check_branch_update, dispatch,
-                           end_queued, queue_job, refresh_pipeline_if_source)
-from trivialci.jobs import RUNNING, JobStatus, is_kind, new_job_id
+                           end_queued, plan_stages, queue_push, refresh_pipeline_if_source, refuse_off_hub)
+from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus, is_kind
+
+refuse_off_hub("branch_update")  # a hub's event dropped into a worker's inbox changes nothing there
 
 SKIPPED_BRANCHES = ["tmp/*"]  # never built
 PROTECTED_BRANCHES = ["main", "master", "release/*"]  # every push is built to the end
@@ -37,21 +39,24 @@ def main(payload: dict) -> None:
     if state.branch_sha(repo, branch) == sha and not payload.get("request"):  # a webhook and the poll saw it
         note(state, payload, [], f"already queued: {branch} {sha[:12]} (seen before, by a webhook or the poll)")
         return
-    kinds = declared_kinds(repo, sha)
-    if not kinds:
+    try:  # [(stage, kind)]: .trivialci/NN-KIND runs in stage NN; a kind named twice refuses the push
+        plan = plan_stages(declared_kinds(repo, sha))
+    except TrivialCiError as refusal:
+        tell_request(state, payload, [], f"not built: {refusal}")
+        raise
+    if not plan:
         note(state, payload, [], f"nothing to build: {sha[:12]} has no executable files in .trivialci/")
         return
     if not any(fnmatch.fnmatchcase(branch, pattern) for pattern in PROTECTED_BRANCHES):
         supersede(state, repo, branch, sha)
-    queued = []
-    for kind in kinds:
-        job = queue_job(state, {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha,
-                                "kind": kind, "attempt": 1, "params": payload["params"],
-                                "request": payload.get("request"), **trust_of(payload),
-                                **Mirror(os.environ["TRIVIALCI_WORKDIR"], repo).describe(sha),
-                                **forge_fields(payload, state.node_dir.spool)})
-        queued.append(job["job"])
-    note(state, payload, queued, f"queued {', '.join(queued)}: {branch} {sha[:12]} for {', '.join(kinds)}")
+    jobs = queue_push(state, plan, {"repo": repo, "branch": branch, "sha": sha,
+                                    "attempt": 1, "params": payload["params"],
+                                    "request": payload.get("request"), **trust_of(payload),
+                                    **Mirror(os.environ["TRIVIALCI_WORKDIR"], repo).describe(sha),
+                                    **forge_fields(payload, state.node_dir.spool)})
+    queued = [job["job"] for job in jobs]
+    note(state, payload, queued, f"queued {', '.join(queued)}: {branch} {sha[:12]} for "
+                                 f"{', '.join(stage_names(jobs))}")
     dispatch(state)
     boot_workers(state)
 
@@ -76,8 +81,13 @@ def trust_of(payload: dict) -> dict:
     return {field: payload[field] for field in TRUST_FIELDS if field in payload}
 
 
+def stage_names(jobs: list[dict]) -> list[str]:
+    """build, test (stage 10), ...: what each job runs, and when."""
+    return [job["kind"] + (f" (stage {job['stage']})" if job["stage"] != jobs[0]["stage"] else "") for job in jobs]
+
+
 def declared_kinds(repo: str, sha: str) -> list[str]:
-    """Executable files in .trivialci/ at that sha, read from the hub's own mirror."""
+    """Executable files in .trivialci/ at that sha, read from the hub's own mirror (NN-KIND: KIND in stage NN)."""
     mirror = Mirror(os.environ["TRIVIALCI_WORKDIR"], repo)
     mirror.update()
     return [name for name in mirror.list_executables(sha, ".trivialci") if is_kind(name)]
@@ -88,9 +98,9 @@ def supersede(state: HubState, repo: str, branch: str, sha: str) -> None:
         job = state.job(job_id)
         if not job or job["sha"] == sha:
             continue
-        if job["status"] == JobStatus.QUEUED:
+        if job["status"] in UNDISPATCHED:  # queued, or waiting for an earlier stage: the whole chain goes
             end_queued(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
-            print(f"superseded {job_id} (queued)")
+            print(f"superseded {job_id} ({job['status'].lower()})")
         elif JobStatus(job["status"]) in RUNNING and job.get("worker"):
             cancel_running(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
             print(f"superseding {job_id} (running on {job['worker']})")

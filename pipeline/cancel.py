@@ -5,8 +5,10 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState, cancel_running, end_queued
-from trivialci.jobs import RUNNING, JobStatus, check_job_id
+from trivialci.hub import HubState, cancel_running, end_queued, refuse_off_hub
+from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus, check_job_id
+
+refuse_off_hub("cancel")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 try:
@@ -17,7 +19,7 @@ state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
 job = state.job(job_id)
 if job is None:
     sys.exit(f"no job {job_id} in this hub's state")
-if job["status"] == JobStatus.QUEUED:
+if job["status"] in UNDISPATCHED:
     end_queued(state, job, JobStatus.CANCELLED, "cancelled by request")
 elif JobStatus(job["status"]) in RUNNING:
     cancel_running(state, job, JobStatus.CANCELLED, "cancelled by request")

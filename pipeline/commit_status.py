@@ -14,6 +14,9 @@ import sys
 
 from trivialci import TrivialCiError
 from trivialci.forge import describe, order_of, queue_status
+from trivialci.hub import refuse_off_hub
+
+refuse_off_hub("commit_status")  # a hub's event dropped into a worker's inbox changes nothing there
 
 CONTEXT = "trivialci/{kind}"  # one status per kind of job
 

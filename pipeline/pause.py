@@ -8,7 +8,9 @@ import json
 import os
 import sys
 
-from trivialci.hub import HubState
+from trivialci.hub import HubState, refuse_off_hub
+
+refuse_off_hub("pause")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 HubState.open(os.environ["TRIVIALCI_SPOOL"]).apply("pause", payload)

@@ -11,7 +11,9 @@ tmp/ are never touched. `trivialci prune --dry-run` shows what a prune would rem
 
 import os
 
-from trivialci.hub import RetentionPolicy, prune
+from trivialci.hub import RetentionPolicy, prune, refuse_off_hub
+
+refuse_off_hub("prune")  # a hub's event dropped into a worker's inbox changes nothing there
 
 KEEP_DAYS = 30  # finished jobs and done/ records younger than this stay
 KEEP_LAST = 20  # and the newest N jobs of each (repository, branch, kind), however old

@@ -10,7 +10,8 @@ from a branch of the repository itself is built at once: its author can push
 there anyway. One from a fork runs code nobody has looked at yet: its jobs are
 HELD (`trivialci jobs` lists them, the forge shows "waiting for approval")
 until a person runs `trivialci approve JOB`, which holds for that head commit
-only: the next push to the request waits for an approval of its own. Its jobs
+only: the next push to the request waits for an approval of its own, and so
+does each job of a later stage (`.trivialci/NN-KIND`) when its stage comes. Its jobs
 carry "trusted": false either way, so a sandbox gives them no secrets.
 """
 
@@ -21,8 +22,11 @@ import sys
 from trivialci import TrivialCiError
 from trivialci.forge import forge_fields, pull_request_fields
 from trivialci.git import Mirror, check_branch, check_repo, check_sha
-from trivialci.hub import HubState, boot_workers, cancel_running, dispatch, end_queued, hold_job, queue_job
-from trivialci.jobs import RUNNING, JobStatus, new_job_id
+from trivialci.hub import (HubState, boot_workers, cancel_running, dispatch, end_queued, hold_job, plan_stages,
+                           queue_push, refuse_off_hub)
+from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus
+
+refuse_off_hub("pull_request")  # a hub's event dropped into a worker's inbox changes nothing there
 
 TRUSTED_AUTHORS = []  # forge user names whose pull requests from forks are built without an approval
 TRUST_OWN_BRANCHES = True  # a pull request from a branch of the repository itself is built without one
@@ -40,19 +44,19 @@ def main(payload: dict) -> None:
     if any((state.job(job_id) or {}).get("sha") == sha for job_id in state.branch_jobs(repo, branch)):
         print(f"already queued: {branch} {sha[:12]} has jobs that are not final")
         return
-    kinds = declared_kinds(repo, sha)
+    plan = plan_stages(declared_kinds(repo, sha))  # .trivialci/NN-KIND: KIND in stage NN (hub/stages.py)
     end_jobs(state, repo, branch, JobStatus.SUPERSEDED, f"a newer push to {branch}: {sha[:12]}", keep=sha)
-    if not kinds:
+    if not plan:
         print(f"nothing to build: {sha[:12]} has no executable files in .trivialci/")
         return
     trusted = is_trusted(request)
-    for kind in kinds:
-        package = {"job": new_job_id(), "repo": repo, "branch": branch, "sha": sha, "kind": kind, "attempt": 1,
-                   "params": {}, "pr": request["pr"], "trusted": trusted, "author": request["author"],
-                   "head_repo": request["head_repo"], **forge_fields(payload, state.node_dir.spool)}
-        job = (queue_job if trusted else hold_job)(state, package)
-        print(f"{'queued' if trusted else 'held'} {job['job']}: {branch} {sha[:12]} for {kind}"
-              + ("" if trusted else f" (a fork's pull request: trivialci approve {job['job']})"))
+    package = {"repo": repo, "branch": branch, "sha": sha, "attempt": 1, "params": {}, "pr": request["pr"],
+               "trusted": trusted, "author": request["author"], "head_repo": request["head_repo"],
+               **forge_fields(payload, state.node_dir.spool)}
+    for job in queue_push(state, plan, package, hold=None if trusted else hold_job):
+        held = f" (a fork's pull request: trivialci approve {job['job']})" if job["status"] == JobStatus.HELD else ""
+        print(f"{job['status'].lower()} {job['job']}: {branch} {sha[:12]} for {job['kind']} (stage {job['stage']})"
+              + held)
     dispatch(state)
     boot_workers(state)
 
@@ -78,7 +82,7 @@ def end_jobs(state: HubState, repo: str, branch: str, status: JobStatus, reason:
         job = state.job(job_id)
         if not job or job["sha"] == keep:
             continue
-        if job["status"] in (JobStatus.QUEUED, JobStatus.HELD):
+        if job["status"] in UNDISPATCHED:
             end_queued(state, job, status, reason)
         elif JobStatus(job["status"]) in RUNNING and job.get("worker"):
             cancel_running(state, job, status, reason)

@@ -4,7 +4,9 @@ import json
 import os
 import sys
 
-from trivialci.hub import HubState, dispatch
+from trivialci.hub import HubState, dispatch, refuse_off_hub
+
+refuse_off_hub("resume")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])

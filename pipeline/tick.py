@@ -4,7 +4,9 @@ boot; once a day, prune."""
 import os
 
 import trivialci
-from trivialci.hub import HubState, boot_workers, dispatch, notice_hand_edits, prune_due, requeue_lost
+from trivialci.hub import HubState, boot_workers, dispatch, notice_hand_edits, prune_due, refuse_off_hub, requeue_lost
+
+refuse_off_hub("tick")  # a hub's event dropped into a worker's inbox changes nothing there
 
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
 for line in notice_hand_edits(state):

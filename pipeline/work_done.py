@@ -5,7 +5,9 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState, check_work_done, dispatch
+from trivialci.hub import HubState, check_work_done, dispatch, refuse_off_hub
+
+refuse_off_hub("work_done")  # a hub's event dropped into a worker's inbox changes nothing there
 
 try:
     payload = check_work_done(json.load(sys.stdin))

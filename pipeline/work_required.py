@@ -5,7 +5,9 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState, dispatch, worker_ready
+from trivialci.hub import HubState, dispatch, refuse_off_hub, worker_ready
+
+refuse_off_hub("work_required")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 state = HubState.open(os.environ["TRIVIALCI_SPOOL"])

@@ -5,7 +5,9 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState
+from trivialci.hub import HubState, refuse_off_hub
+
+refuse_off_hub("worker_status")  # a hub's event dropped into a worker's inbox changes nothing there
 
 payload = json.load(sys.stdin)
 try:

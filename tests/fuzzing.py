@@ -19,7 +19,7 @@ from pathlib import Path
 
 MAX_UP = 5
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
-HUB_TYPES = ["branch_update", "work_status", "work_required", "work_done", "cancel", "boot_worker", "tick"]
+HUB_TYPES = ["branch_update", "work_status", "work_required", "work_done", "cancel", "boot_worker", "tick", "rebuild"]
 WORKER_TYPES = ["start_work", "cancel_work"]
 
 
@@ -48,6 +48,7 @@ def templates(job: dict, repo: str, worker: str, now: float) -> dict[str, dict]:
         "work_required": {"worker": worker, "kind": "build", "after": job["job"], "attempt": 1},
         "work_done": {"job": job["job"], "worker": worker, "status": "PASSED"},
         "cancel": {"job": job["job"]},
+        "rebuild": {"job": job["job"], "downstream": True, "request": "fuzz1"},
         "boot_worker": {"kind": "build", "name": worker},
         "tick": {"at": now},
         "start_work": {**ids, "repo": repo, "branch": "main", "sha": job["sha"], "kind": "build", "params": {},

@@ -5,7 +5,7 @@ It claims inbox events in arrival order, runs the shipped pipeline script for ea
 done/DAY/ or failed/DAY/ under its claim stamp, as spool/record.py names it. The
 claim clock is the test's: it moves when the test says, so events fall on the
 days a test wants (and prunes have days to remove). What it does not run:
-branch_update's git (the kinds come in the event as "kinds"), boot_worker (no
+branch_update's and pull_request's git (the kinds come in the event as "kinds"), boot_worker (no
 process is started) and prune (tests prune by calling the library, as the CLI does).
 """
 
@@ -76,8 +76,8 @@ class SimulatedHub:
                        "TRIVIALCI_WORKDIR": str(self.spool.parent / "hubwork")}
         with _environment(environment), _stdin(payload), contextlib.redirect_stdout(io.StringIO()):
             try:
-                if event_type == "branch_update":
-                    _branch_update(payload)
+                if event_type in ("branch_update", "pull_request"):
+                    _with_kinds(event_type, payload)
                 else:
                     runpy.run_path(str(PIPELINE / f"{event_type}.py"), run_name="__main__")
             except SystemExit as end:
@@ -85,12 +85,16 @@ class SimulatedHub:
         return "done"
 
 
-def _branch_update(payload: dict) -> None:
-    """pipeline/branch_update.py's main, with the kinds the event names instead of a mirror's .trivialci/."""
-    script = runpy.run_path(str(PIPELINE / "branch_update.py"), run_name="branch_update")
+def _with_kinds(event_type: str, payload: dict) -> None:
+    """pipeline/branch_update.py's (or pull_request.py's) main, with the kinds the event names instead of a
+    mirror's .trivialci/."""
+    script = runpy.run_path(str(PIPELINE / f"{event_type}.py"), run_name=event_type)
     kinds = payload.pop("kinds")  # the simulation's own field: the event the script checks has none
     script["main"].__globals__["declared_kinds"] = lambda repo, sha: kinds
-    script["main"](payload)
+    try:
+        script["main"](payload)
+    except script["TrivialCiError"] as refusal:  # as the script's own __main__ says it
+        sys.exit(f"refused: {refusal}")
 
 
 def _stamp(seconds: float) -> str:

@@ -106,35 +106,16 @@ def test_a_log_replaced_by_a_link_stores_what_the_worker_wrote_and_writes_throug
     assert (logs / f"{JOB}.ended").is_file() and not (logs / f"{JOB}.ended").is_symlink()
 
 
-SWAPPER = r"""
-import os, random, sys, time
-artifacts, secret, stop = sys.argv[1:4]
-staging = artifacts + ".staging"
-os.mkdir(staging)
-names = [f"f{number:03d}" for number in range(60)]
-for name in names:
-    with open(os.path.join(artifacts, name), "wb") as out:
-        out.write(b"artifact")
-open(stop + ".started", "w").close()
-deadline = time.monotonic() + 60
-while not os.path.exists(stop) and time.monotonic() < deadline:
-    for _ in range(len(names)):  # any file is a link half of the time, and changes every few milliseconds
-        name, staged = random.choice(names), os.path.join(staging, "next")
-        if random.random() < 0.5:
-            os.symlink(secret, staged)
-        else:
-            with open(staged, "wb") as out:
-                out.write(b"artifact")
-        os.rename(staged, os.path.join(artifacts, name))
-"""
+SWAPPER = Path(__file__).with_name("link_swapper.py")
 
 
 def test_a_build_that_keeps_swapping_files_for_links_during_the_upload_never_stores_their_targets(tmp_path, home):
     stop = tmp_path / "stop"
-    (tmp_path / "swapper.py").write_text(SWAPPER)
+    (tmp_path / "swapper.py").write_text(SWAPPER.read_text())
     build = (f'#!/bin/sh\n"$TRIVIALCI_PYTHON" "{tmp_path}/swapper.py" "$TRIVIALCI_ARTIFACTS" '
-             f'"{home}/.ssh/id_ed25519" "{stop}" </dev/null >/dev/null 2>&1 &\necho $! > "{stop}.pid"\n'
-             f'while [ ! -e "{stop}.started" ]; do sleep 0.01; done\necho "left a swapper behind"\n')
+             f'"$TRIVIALCI_ARTIFACTS.staging" "{home}/.ssh/id_ed25519" "{stop}" 60 no </dev/null >/dev/null 2>&1 &\n'
+             f'echo $! > "{stop}.pid"\n'
+             'while [ ! -e "$TRIVIALCI_ARTIFACTS.staging/started" ]; do sleep 0.01; done\necho "left a swapper behind"\n')
     try:
         record = run_job(tmp_path, build)
         assert pid_alive(int(Path(f"{stop}.pid").read_text())), "the swapper ran through the upload"

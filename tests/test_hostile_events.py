@@ -186,11 +186,34 @@ def test_boot_worker_with_a_bad_name_or_kind_starts_nothing_and_writes_nothing_o
     assert [p.name for p in (hub / "workers").iterdir()] == []
 
 
-@pytest.mark.parametrize("event_type", ["start_work", "cancel_work"])
+@pytest.mark.parametrize("event_type", ["start_work", "cancel_work", "worker_started"])
 def test_a_workers_event_dropped_into_the_hubs_inbox_is_refused_in_one_line(hub, event_type):
     delivered = trivialci.emit(event_type, {"job": JOB, "attempt": 1, "status": "CANCELLED", "reason": "x"},
                                spool=hub)
     assert_refused(hub, delivered, "worker's event", "hub is no worker")
+
+
+HUB_EVENTS = {  # a well-formed payload each: what is refused is the node it was dropped into
+    "branch_update": {"repo": "/nonexistent/repo.git", "branch": "main", "old": None, "new": "a" * 40},
+    "work_status": {"job": JOB, "status": "PASSED", "attempt": 1},
+    "work_required": {"worker": "w1", "kind": "build"},
+    "work_done": {"job": JOB, "worker": "w1", "status": "PASSED"},
+    "cancel": {"job": JOB}, "rebuild": {"job": JOB}, "pause": {}, "resume": {}, "branch_delete": {"repo": "/r.git", "branch": "main"},
+    "worker_status": {"worker": "w1", "state": "lost"}, "approve": {"job": JOB, "sha": "a" * 40, "by": "x"},
+    "boot_worker": {"kind": "build", "name": "w9"}, "prune": {},
+    "commit_status": {"forge": "github", "forge_repo": "o/a", "sha": "a" * 40, "job": JOB, "kind": "build",
+                      "status": "PASSED"},
+}
+
+
+@pytest.mark.parametrize("event_type", sorted(HUB_EVENTS))
+def test_a_hubs_event_dropped_into_a_workers_inbox_changes_nothing_of_the_hubs(worker, event_type):
+    """The worker runs the same pipeline; a hub's script there must not write the hub's state, boot or prune."""
+    spool = worker["spool"]
+    delivered = to_worker(worker, event_type, HUB_EVENTS[event_type])
+    assert_refused(worker["root"], delivered, "the hub's", "w1")
+    assert sorted((spool / "state").rglob("*")) == [], "the hub's state/ was written from a worker"
+    assert not (spool / "workers" / "w9.log").exists() and not (spool / "workers" / "w9").exists()
 
 
 # --- finding 2: fields not type- or range-checked on the hub ----------------------------------------
@@ -224,6 +247,14 @@ def hostile_hub_events(origin, sha) -> list[tuple[str, dict, str]]:
         ("work_done", {"job": "../x", "worker": "w1", "status": "PASSED"}, "bad job id"),
         ("work_done", {"worker": "w1", "status": "PASSED"}, "bad job id"),
         ("cancel", {"job": "../state/.built"}, "bad job id"),
+        ("rebuild", {"job": "../state/.built"}, "bad job id"),
+        ("rebuild", {"job": JOB, "evil": 1}, "evil"),
+        ("rebuild", {"job": JOB, "request": "../../x"}, "request"),
+        ("rebuild", {"job": JOB}, f"no job {JOB}"),
+        ("work_status", {**queued, "stage": -1}, "stage"),
+        ("work_status", {**queued, "upstream": [{"job": JOB, "kind": "../../x"}]}, "bad kind"),
+        ("work_status", {**queued, "plan": [{"job": JOB, "kind": "b", "stage": "0"}]}, "stage"),
+        ("work_status", {**queued, "rebuild_of": "../x"}, "bad job id"),
         ("branch_update", {**push, "params": {"timeout": 1e6}}, "timeout"),
         ("branch_update", {**push, "params": "x"}, "params"),
         ("branch_update", {**push, "old": "yesterday"}, "commit id"),

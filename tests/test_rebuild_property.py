@@ -1,7 +1,7 @@
 """Property: whatever happened, state/ rebuilt from the event log equals the state it replaced.
 
 Hypothesis draws sequences of what happens to a hub: pushes of two kinds on three
-branches, three workers that ask for work, build, finish, die and restart (a new
+branches (in one stage, or in two: .trivialci/NN-KIND), rebuilds (with the later stages or not), three workers that ask for work, build, finish, die and restart (a new
 pid), cancels, a person's rm of queue entries and touch/rm of state/PAUSE,
 ticks, time passing (hours, days) and prunes that fold old days into the
 checkpoint, with the hub handling its inbox only now and then, so that a
@@ -40,7 +40,9 @@ BRANCHES = ["main", "feature/a", "feature/b"]
 START = 1_790_000_000.0  # 2026-09-22: a fixed day, so derandomized runs are the same runs
 
 ops = st.one_of(
-    st.tuples(st.just("push"), st.sampled_from(BRANCHES), st.sampled_from([("build",), ("test",), ("build", "test")])),
+    st.tuples(st.just("push"), st.sampled_from(BRANCHES), st.sampled_from([("build",), ("test",), ("build", "test"),
+                                                                            ("build", "10-test"), ("05-test", "07-build")])),
+    st.tuples(st.just("rebuild"), st.integers(0, 20), st.booleans()),
     st.tuples(st.just("worker_up"), st.sampled_from(sorted(WORKERS))),
     st.tuples(st.just("worker_dies"), st.sampled_from(sorted(WORKERS))),
     st.tuples(st.just("start"), st.sampled_from(sorted(WORKERS))),
@@ -115,6 +117,11 @@ class Flow:
         package = package or self.current[name]
         self.emit("work_status", {"job": package["job"], "status": status, "attempt": package["attempt"],
                                   "worker": name, **fields})
+
+    def rebuild(self, index, downstream):
+        jobs = sorted(path.stem for path in (self.spool / "state" / "jobs").glob("*.json"))
+        if jobs:
+            self.emit("rebuild", {"job": jobs[index % len(jobs)], "downstream": downstream})
 
     def cancel(self, index):
         jobs = sorted(path.stem for path in (self.spool / "state" / "jobs").glob("*.json"))

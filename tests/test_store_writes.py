@@ -104,40 +104,16 @@ def test_put_tree_takes_an_open_directory_and_stores_only_what_is_under_it(store
     assert stored_values(store) == {"jobs/a/files/sub/report.txt": b"made"}
 
 
-SWAPPER = r"""
-import os, random, sys
-root, staging, secret_dir, stop, files, swap_directory = sys.argv[1:7]
-names = [f"f{number:03d}" for number in range(int(files))]
-secret = os.path.join(secret_dir, ".ssh", "id_ed25519")
-open(os.path.join(staging, "started"), "w").close()
-while not os.path.exists(stop):
-    for _ in range(len(names)):  # any file is a link half of the time, and changes every few milliseconds
-        name, staged = random.choice(names), os.path.join(staging, "next")
-        if random.random() < 0.5:
-            os.symlink(secret, staged)
-        else:
-            with open(staged, "wb") as out:
-                out.write(b"artifact")
-        os.rename(staged, os.path.join(root, name))
-    if swap_directory != "yes":
-        continue
-    os.rename(os.path.join(root, "sub"), os.path.join(staging, "sub"))
-    os.symlink(os.path.join(secret_dir, ".ssh"), os.path.join(root, "sub"))
-    os.unlink(os.path.join(root, "sub"))
-    os.rename(os.path.join(staging, "sub"), os.path.join(root, "sub"))
-"""
+SWAPPER = Path(__file__).with_name("link_swapper.py")
 
 
 def start_swapper(tmp_path: Path, home: Path, files: int, swap_directory: bool) -> tuple[Path, subprocess.Popen, Path]:
     """A process that keeps swapping each file under artifacts/ for a link to the key (and sub/ for a link)."""
     artifacts, staging, stop = tmp_path / "artifacts", tmp_path / "staging", tmp_path / "stop"
     (artifacts / "sub").mkdir(parents=True)
-    staging.mkdir()
     (artifacts / "sub" / "inside.txt").write_bytes(b"artifact")
-    for number in range(files):
-        (artifacts / f"f{number:03d}").write_bytes(b"artifact")
-    swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, artifacts, staging, home, stop, str(files),
-                                "yes" if swap_directory else "no"])
+    swapper = subprocess.Popen([sys.executable, SWAPPER, artifacts, staging, home / ".ssh" / "id_ed25519", stop,
+                                str(files), "yes" if swap_directory else "no"])
     wait_for(lambda: (staging / "started").exists(), message="the swapper to start")
     return artifacts, swapper, stop
 

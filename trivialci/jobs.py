@@ -8,14 +8,16 @@ stored as that string everywhere (events, state/, the artifact store).
 Every field of a job that arrives in an event is checked here, one function
 per grammar (`check_job_id`, `check_kind`, `check_status`, `check_attempt`,
 `check_timeout`, `check_params`, `check_time`, `check_reason`,
-`check_request_id`): each returns the value, or raises BadInput saying what
-was wrong (`is_job_id` and `is_kind` only answer yes or no). Worker names are checked by spool.layout.check_node_name, git's
-names by git.commands. The bounds are docs/protocol.md's ("Fields of the flow").
+`check_request_id`, `check_stage`, `check_upstream`, `check_plan`): each
+returns the value, or raises BadInput saying what was wrong (`is_job_id` and
+`is_kind` only answer yes or no). Worker names are checked by
+spool.layout.check_node_name, git's names by git.commands. The bounds are docs/protocol.md's ("Fields of the flow").
 """
 
 import calendar
 import enum
 import math
+import os
 import re
 import secrets
 import time
@@ -31,10 +33,15 @@ MAX_ATTEMPT = 1000  # a job lost this many times is not queued again
 BUILD_TIMEOUT, MIN_BUILD_TIMEOUT, MAX_BUILD_TIMEOUT = 3600.0, 1.0, 86400.0  # seconds: the default, 1 s .. 24 h
 MAX_PARAMS, MAX_PARAM_CHARS = 32, 1024
 MAX_REASON_CHARS = 4096
+MAX_STAGE = 9999  # .trivialci/NN-KIND: NN is 1-4 digits
+MAX_UPSTREAM = 64  # jobs one job may take artifacts from
+STAGE_FILE = re.compile(r"(\d+)-(.*)\Z", re.S)  # .trivialci/NN-KIND
+STAGE_FIELDS = ("push", "stage", "upstream", "plan", "rebuild_of")  # a job of a push in stages (hub/stages.py)
 
 
 class JobStatus(str, enum.Enum):
     HELD = "HELD"  # untrusted (a fork's pull request): never dispatched until `trivialci approve JOB`
+    WAITING = "WAITING"  # of a later stage of its push: queued once every job it takes artifacts from PASSED
     QUEUED = "QUEUED"  # waiting in state/queue/KIND/ for a worker
     STARTING = "STARTING"  # handed to a worker, which is fetching and checking out
     BUILDING = "BUILDING"  # the repository's .trivialci/KIND runs
@@ -44,14 +51,17 @@ class JobStatus(str, enum.Enum):
     SUPERSEDED = "SUPERSEDED"  # a newer push of its branch replaced it
     LOST = "LOST"  # its worker stopped answering; the job is queued again as the next attempt
     UNSTORED = "UNSTORED"  # it ended, but the store refused its record, log or files; "verdict" says how it ended
+    SKIPPED = "SKIPPED"  # never run: a job of an earlier stage of its push did not pass ("reason" says which)
 
     @property
     def final(self) -> bool:
         return self in FINAL
 
 
-FINAL = {JobStatus.PASSED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUPERSEDED, JobStatus.UNSTORED}
+FINAL = {JobStatus.PASSED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUPERSEDED, JobStatus.UNSTORED,
+         JobStatus.SKIPPED}
 RUNNING = {JobStatus.STARTING, JobStatus.BUILDING}
+UNDISPATCHED = {JobStatus.HELD, JobStatus.QUEUED, JobStatus.WAITING}  # not final, and no worker has them: ended at once
 
 
 def new_job_id(now: float | None = None) -> str:
@@ -166,6 +176,64 @@ def check_time(value) -> str:
 def check_reason(value) -> str:
     """Why a job ended or is stopped, for a person: text of at most MAX_REASON_CHARS."""
     return check_text(value, "reason", MAX_REASON_CHARS)
+
+
+def check_stage(value) -> int:
+    """The stage of a job: NN of .trivialci/NN-KIND (0 for a file without a number)."""
+    if type(value) is int and 0 <= value <= MAX_STAGE:
+        return value
+    raise BadInput(f"bad stage {_shown(value)}: an integer from 0 to {MAX_STAGE} (NN of .trivialci/NN-KIND)")
+
+
+def check_upstream(value) -> list:
+    """The jobs whose artifacts a job takes: a list of {"job": JOB, "kind": KIND}, each kind once (it names the
+    directory $TRIVIALCI_UPSTREAM/KIND/)."""
+    return _job_list(value, "upstream", {"job": check_job_id, "kind": check_kind})
+
+
+def check_plan(value) -> list:
+    """Every job of a push as it was planned: a list of {"job": JOB, "kind": KIND, "stage": N}, each kind once."""
+    return _job_list(value, "plan", {"job": check_job_id, "kind": check_kind, "stage": check_stage})
+
+
+def _job_list(value, what: str, checks: dict) -> list:
+    shape = "{" + ", ".join(f'"{name}": {name.upper()}' for name in checks) + "}"
+    if not isinstance(value, list) or len(value) > MAX_UPSTREAM + 1:
+        raise BadInput(f"bad {what} {_shown(value)}: a list of at most {MAX_UPSTREAM + 1} {shape}")
+    if not all(isinstance(item, dict) for item in value):
+        raise BadInput(f"bad {what} {_shown(value)}: each item is an object {shape}")
+    checked = [check_fields(item, checks, tuple(checks), f"{what} job") for item in value]
+    kinds = [item["kind"] for item in checked]
+    if len(set(kinds)) < len(kinds):
+        raise BadInput(f"bad {what} {_shown(value)}: a kind appears twice (a kind runs once in a push)")
+    return checked
+
+
+def stage_of(name: str) -> tuple[int, str | None]:
+    """(stage, kind) of a file name of .trivialci/: NN-KIND is KIND in stage NN, any other name stage 0; kind None
+    when the name is no kind. BadInput for a stage number of more digits than MAX_STAGE has."""
+    numbered = STAGE_FILE.match(name)
+    if not numbered:
+        return 0, name if is_kind(name) else None
+    if len(numbered.group(1)) > len(str(MAX_STAGE)):
+        raise BadInput(f".trivialci/{name[:60]}: a stage number has at most {len(str(MAX_STAGE))} digits")
+    return int(numbered.group(1)), numbered.group(2) if is_kind(numbered.group(2)) else None
+
+
+def entry_name(directory, stage: int, kind: str) -> str:
+    """The name of the file in `directory` (a checkout's .trivialci/) that runs `kind` in `stage`; `kind` when none
+    does (the caller says it is missing)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return kind
+    for name in names:
+        try:
+            if stage_of(name) == (stage, kind):
+                return name
+        except BadInput:
+            continue
+    return kind
 
 
 def check_request_id(value) -> str:

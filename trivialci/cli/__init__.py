@@ -1,4 +1,5 @@
-"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|cancel|approve|history|prune|state`.
+"""The command line: `trivialci up|hub|worker|gitwatcher|emit|status|jobs|build|rebuild|cancel|approve|history|
+prune|state`.
 
 Only this package imports click: options.py holds what the commands share
 (one-line errors, the common options), nodes.py the commands that run a part
@@ -30,6 +31,7 @@ def cli():
     trivialci status --spool /var/ci               nodes, inboxes, running events
     trivialci jobs --spool /var/ci                 queue, running jobs, last results
     trivialci build --repo URL --branch main --wait
+    trivialci rebuild JOB --downstream --wait      run a job (and the stages after it) again
     trivialci cancel JOB --spool /var/ci
     trivialci approve JOB --spool /var/ci          build a fork's pull request held for approval
     trivialci history list --store file:///srv/ci-store
@@ -40,7 +42,7 @@ def cli():
 
 
 for command in (nodes.up, nodes.hub, nodes.worker, nodes.gitwatcher, records.emit_command, records.status, records.jobs,
-                records.build, records.cancel, forges.approve, records.history, records.prune_command,
+                records.build, records.rebuild, records.cancel, forges.approve, records.history, records.prune_command,
                 records.state_group):
     cli.add_command(command)
 

@@ -1,4 +1,4 @@
-"""The commands that look and ask: `emit`, `status`, `jobs`, `build`, `cancel`, `history`, `prune`."""
+"""The commands that look and ask: `emit`, `status`, `jobs`, `build`, `rebuild`, `cancel`, `history`, `prune`."""
 
 import json
 import os
@@ -17,7 +17,8 @@ from ..spool.delivery import emit
 from ..spool.event import parse_payload_text
 from ..spool.status import format_status, spool_status
 from ..store import STORE_ENV, open_store
-from ..store.history import format_job_record, format_job_table, job_log, list_jobs, show_job
+from ..store.history import (format_job_record, format_job_table, format_push, job_log, list_jobs, push_jobs,
+                             show_job)
 from ..spool import permissions
 from ..spool.terminal import printable
 from .options import existing_spool, sharing_option, spool_option, store_option
@@ -80,6 +81,24 @@ def build(spool, repo, branch, wait, timeout):
 @sharing_option
 @spool_option
 @click.argument("job")
+@click.option("--downstream", is_flag=True, help="Then run the later stages of its push again, on its artifacts.")
+@click.option("--wait", is_flag=True, help="Wait for the new jobs; exit 0 if all PASSED, 1 if not.")
+@click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="With --wait: give up after SECONDS (exit 1).")
+def rebuild(spool, job, downstream, wait, timeout):
+    """Run a job that is over again, as a new job: the same repository, sha, kind and parameters."""
+    if not is_job_id(job):
+        raise BadInput(f"{job!r} is not a job id (YYYYmmddTHHMMSSZ-xxxxxx): see `trivialci jobs`")
+    request = requests.request_rebuild(existing_spool(spool), job, downstream)
+    click.echo(f"requested {request}: {job} again" + (", then the later stages of its push" if downstream else ""))
+    if wait:
+        sys.exit(requests.wait_for_request(spool, request, timeout, lambda line: click.echo(printable(line))))
+
+
+@click.command()
+@sharing_option
+@spool_option
+@click.argument("job")
 def cancel(spool, job):
     """Cancel a job: dropped if queued, stopped on its worker if running."""
     if not is_job_id(job):
@@ -89,7 +108,7 @@ def cancel(spool, job):
 
 @click.group()
 def history():
-    """Jobs from the artifact store alone (no hub needed): list, show, log."""
+    """Jobs from the artifact store alone (no hub needed): list, show, push, log."""
 
 
 @history.command("list")
@@ -112,6 +131,15 @@ def history_show(job, store, as_json):
     """A job's record: branch, sha, status, times, exit code, files."""
     record = show_job(open_store(store), job)
     click.echo(json.dumps(record, indent=2) if as_json else format_job_record(record))
+
+
+@history.command("push")
+@click.argument("job")
+@store_option
+def history_push(job, store):
+    """Every job of the push JOB belongs to, by stage (.trivialci/NN-KIND), from their records."""
+    jobs_found = push_jobs(open_store(store), job)
+    click.echo(format_push(jobs_found) if jobs_found else f"{job} is of no push in stages (its record has no plan)")
 
 
 @history.command("log")

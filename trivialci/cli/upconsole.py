@@ -85,6 +85,8 @@ class JobConsole:
             return printable(f"{head} queued")
         if word == "started":
             return printable(f"{head} started on {job.get('worker')}")
+        if word == "WAITING":
+            return printable(f"{head} waits for an earlier stage (stage {job.get('stage')})")
         if word == JobStatus.HELD.value:
             return printable(f"{head} HELD: it runs once approved: trivialci approve {job.get('job')}")
         run_time = job.get("run_time")

@@ -33,7 +33,7 @@ STATES = ("pending", "running", "success", "failure", "error", "canceled")
 MAX_DESCRIPTION = 140
 TIMEOUT = 10.0
 USER_AGENT = "TrivialCi"
-STEPS = {JobStatus.HELD: 0, JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2, JobStatus.LOST: 3}
+STEPS = {JobStatus.HELD: 0, JobStatus.WAITING: 0, JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2, JobStatus.LOST: 3}
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,14 @@ def describe(job: dict) -> tuple[str, str]:
     """(state, description) for a job's status, in the words of the report; BadInput for an unknown status."""
     status, reason = _status(job), str(job.get("reason") or "")
     words = {JobStatus.HELD: ("pending", f"waiting for approval: trivialci approve {job.get('job')}"),
+             JobStatus.WAITING: ("pending", "waiting for an earlier stage"),
              JobStatus.QUEUED: ("pending", "queued"), JobStatus.STARTING: ("running", "starting"),
              JobStatus.BUILDING: ("running", "building"), JobStatus.LOST: ("pending", "worker lost; queued again"),
              JobStatus.PASSED: ("success", f"passed in {_seconds(job.get('run_time'))}"),
              JobStatus.FAILED: ("failure", f"failed: {reason or 'no reason given'}"),
              JobStatus.CANCELLED: ("canceled", f"cancelled: {reason}"),
-             JobStatus.SUPERSEDED: ("canceled", f"superseded: {reason}")}
+             JobStatus.SUPERSEDED: ("canceled", f"superseded: {reason}"),
+             JobStatus.SKIPPED: ("canceled", reason or "skipped")}
     state, description = words[status]
     return state, short(description)
 

@@ -21,8 +21,8 @@ from ..errors import BadInput
 from ..forge import hooks
 from ..forge.registry import forge_named
 from ..git.commands import check_branch, check_repo, check_sha
-from ..jobs import (check_attempt, check_fields, check_job_id, check_kind, check_params, check_reason,
-                    check_request_id, check_status, check_text, check_time, optional)
+from ..jobs import (check_attempt, check_fields, check_job_id, check_kind, check_params, check_plan, check_reason,
+                    check_request_id, check_stage, check_status, check_text, check_time, check_upstream, optional)
 from ..spool.layout import check_node_name
 
 PROCESS = re.compile(r"\d{1,10}@[A-Za-z0-9][A-Za-z0-9._-]{0,252}\Z")  # PID@HOST, from a worker's heartbeat
@@ -114,12 +114,15 @@ UPDATE_FIELDS = {
     "queue_wait": optional(check_seconds), "run_time": optional(check_seconds), **TRUST_CHECKS,
     "verdict": optional(_status_word),  # an UNSTORED job's own result (the store refused its record or files)
     **JOB_FORGE_CHECKS,
+    **{"stage": optional(check_stage), "push": optional(check_job_id), "upstream": optional(check_upstream),
+       "plan": optional(check_plan), "rebuild_of": optional(check_job_id)},  # a job of a push in stages (hub/stages.py)
 }
 JOB_FIELDS = ("repo", "branch", "sha", "kind")  # what a job is: its first update must say it
 
 WORK_REQUIRED_FIELDS = {"worker": check_node_name, "kind": check_kind, "after": optional(check_job_id),
                         "attempt": optional(check_attempt)}
 WORK_DONE_FIELDS = {"job": check_job_id, "worker": check_node_name, "status": _status_word}
+REBUILD_FIELDS = {"job": check_job_id, "downstream": lambda value: value is True, "request": optional(check_request_id)}
 BRANCH_UPDATE_FIELDS = {"repo": check_repo, "branch": check_branch, "old": optional(check_sha), "new": check_sha,
                         "params": check_params, "request": optional(check_request_id), **TRUST_CHECKS,
                         **FORGE_CHECKS}
@@ -155,6 +158,11 @@ def check_branch_update(payload) -> dict:
     checked = check_fields(_object(payload, "branch_update"), BRANCH_UPDATE_FIELDS, ("repo", "branch", "new"),
                            "branch_update")
     return {**checked, "params": check_params(checked.get("params"))}
+
+
+def check_rebuild(payload) -> dict:
+    """A rebuild payload (`trivialci rebuild`): job, downstream (only JSON true is), request."""
+    return check_fields(_object(payload, "rebuild"), REBUILD_FIELDS, ("job",), "rebuild")
 
 
 def _object(payload, what: str) -> dict:

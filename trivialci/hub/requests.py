@@ -1,8 +1,8 @@
-"""Build requests: `trivialci build` asks the hub to build a branch now, and may wait.
+"""Build requests: `trivialci build` asks the hub to build a branch now, and may wait; `trivialci rebuild` likewise.
 
-The request is a branch_update event with a "request" id; the hub's
-branch_update script writes state/requests/REQ.json with the jobs it queued,
-and the job view (state/jobs/) says when each is final.
+The request is a branch_update (or rebuild) event with a "request" id; the
+hub's script writes state/requests/REQ.json with the jobs it queued (every
+stage of the push), and the job view (state/jobs/) says when each is final.
 """
 
 import secrets
@@ -24,6 +24,13 @@ def request_build(spool, repo: str, branch: str) -> dict:
     payload = {"repo": repo, "branch": branch, "old": None, "new": heads[branch], "request": secrets.token_hex(8)}
     emit("branch_update", payload, to="hub", spool=spool)
     return payload
+
+
+def request_rebuild(spool, job: str, downstream: bool) -> str:
+    """Ask the hub to run `job` again (and the later stages of its push, with `downstream`); the request id."""
+    request = secrets.token_hex(8)
+    emit("rebuild", {"job": job, "downstream": downstream, "request": request}, to="hub", spool=spool)
+    return request
 
 
 def wait_for_request(spool, request_id: str, timeout: float, say) -> int:

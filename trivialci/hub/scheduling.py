@@ -26,14 +26,15 @@ from .state import HubState, heartbeat_age
 from .fields import check_log_url, check_work_required, check_worker_process
 from ..spool.layout import worker_dir
 from ..errors import TrivialCiError
-from ..jobs import BUILD_TIMEOUT, MAX_ATTEMPT, RUNNING, JobStatus, check_params, check_timeout, iso_now
+from ..jobs import BUILD_TIMEOUT, MAX_ATTEMPT, RUNNING, STAGE_FIELDS, JobStatus, check_params, check_timeout, iso_now
 from ..store import open_store
 
 LOST_AFTER = float(os.environ.get("TRIVIALCI_LOST_AFTER", 30.0))  # the hub's environment may shorten it
 
 BOOT_PATIENCE = 2 * LOST_AFTER  # a booted worker has this long to show its heartbeat
 RECORD_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
-                 "queue_wait", "run_time", "exit_code", "reason")
+                 "queue_wait", "run_time", "exit_code", "reason",
+                 *STAGE_FIELDS)
 # A job's trust, as its event gave it ("trusted": false for a fork's pull request; "approval": {"by", "secrets"}):
 # carried to the worker as it is, which judges it (worker/secrets.py, gets_secrets).
 TRUST_FIELDS = ("trusted", "approval")
@@ -105,6 +106,7 @@ def _hand_over(state: HubState, worker: dict, queued: tuple[dict, float]) -> str
     job, timeout = queued
     job_id = job["job"]
     package = {key: job.get(key) for key in ("job", "repo", "branch", "sha", "kind", "attempt", "params", "queued")}
+    package.update({key: job[key] for key in STAGE_FIELDS if job.get(key) is not None})  # hub/stages.py
     package.update({key: job[key] for key in TRUST_FIELDS if key in job})  # absent: trusted (a push)
     package.update({key: job[key] for key in ("subject", "author") if job.get(key)})  # into the stored record
     record_status(state, {"job": job_id, "status": JobStatus.STARTING, "worker": worker["name"],

@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import checkpoint, eventlog, pause
+from .role import check_on_hub
 from ..spool.atomic import remove_if_present, write_atomically
 from ..errors import BadInput, SpoolUnavailable
 from ..jobs import FINAL, RUNNING, JobStatus, check_request_id, is_job_id, iso_now, seconds_between
@@ -53,7 +54,7 @@ from .fields import check_new_job, check_work_status, check_work_required
 REPLAYED = ("work_status", "work_required", "worker_status", "pause", "resume")
 WORKER_STATES = ("idle", "lost")  # what a worker_status event may say; `busy` follows from the job handed over
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")  # event values that become file names
-RANK = {JobStatus.HELD: 0, JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2}
+RANK = {JobStatus.HELD: 0, JobStatus.WAITING: 0, JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2}
 
 
 class StateUnusable(SpoolUnavailable):
@@ -70,6 +71,7 @@ class HubState:
     @classmethod
     def open(cls, spool) -> "HubState":
         """The state of the hub of `spool`, rebuilt from done/ first if it is missing."""
+        check_on_hub("changing the hub's state")
         state = cls(spool)
         if not state._is_file(".built"):
             state.rebuild()
@@ -247,8 +249,8 @@ class HubState:
         active = [j for j in record["jobs"] if j != job["job"]]
         if JobStatus(job["status"]) not in FINAL:
             active.append(job["job"])
-        sha = job["sha"] if job["status"] in (JobStatus.QUEUED, JobStatus.HELD) and job.get("attempt") == 1 \
-            else record.get("sha")
+        pushed = job["status"] in (JobStatus.QUEUED, JobStatus.HELD) and job.get("attempt") == 1
+        sha = job["sha"] if pushed and not job.get("rebuild_of") else record.get("sha")  # a rebuild is no push
         if active != record["jobs"] or sha != record.get("sha"):
             self._write(path, {**record, "jobs": active, "sha": sha})
 

@@ -24,7 +24,7 @@ from ..spool.terminal import printable
 
 JOBS = "jobs/"
 JOB_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "worker", "attempt", "queued", "started", "ended",
-              "queue_wait", "run_time", "exit_code", "files", "reason")
+              "queue_wait", "run_time", "exit_code", "files", "reason", "push", "stage", "rebuild_of", "upstream", "plan")
 COLUMNS = ("JOB", "STATUS", "BRANCH", "SHA", "KIND", "WORKER", "QUEUED", "RUN TIME")
 MAX_CELL = 40
 UNREADABLE = "UNREADABLE"
@@ -56,6 +56,29 @@ def show_job(store: ArtifactStore, job: str) -> dict:
         raise StoreMissing(f"no job {job} in the artifact store {store.url}: "
                            f"`trivialci history list --store {store.url}` lists the jobs it holds", key) from None
     return parse_record(data, f"{key} in {store.url}")
+
+
+def push_jobs(store: ArtifactStore, job: str) -> list[dict]:
+    """The records of every job of the push of `job`, by its plan (a job in stages carries it), in stage order; a
+    planned job without a record yet is {"job", "kind", "stage", "status": None}. [] for a job of no plan."""
+    plan = show_job(store, job).get("plan")
+    if not isinstance(plan, list):
+        return []
+    found = []
+    for entry in (e for e in plan if isinstance(e, dict) and isinstance(e.get("job"), str)):
+        try:
+            found.append(show_job(store, entry["job"]))
+        except (StoreMissing, BadInput):
+            found.append({**entry, "status": None})
+    return sorted(found, key=lambda record: record.get("stage") if isinstance(record.get("stage"), int) else 0)
+
+
+def format_push(jobs: list[dict]) -> str:
+    """One line per job of a push: its stage, then the table's columns."""
+    lines = format_job_table(jobs).split("\n")
+    stages = ["STAGE"] + [_cell(job.get("stage")) for job in jobs]
+    width = max(len(stage) for stage in stages)
+    return "\n".join(f"{stage:<{width}}  {line}" for stage, line in zip(stages, lines))
 
 
 def job_log(store: ArtifactStore, job: str) -> bytes:

@@ -31,7 +31,7 @@ MAX_KEPT = 20000  # summaries of final jobs kept in memory
 RECENT_PUSH_EVENTS = 300
 NOTE_BYTES = 4096
 SUMMARY_FIELDS = ("job", "repo", "branch", "sha", "kind", "status", "queued", "started", "ended", "run_time",
-                  "subject", "author", "worker", "stage", "reason", "attempt")
+                  "subject", "author", "worker", "stage", "reason", "attempt", "push")
 FINAL_WORDS = {status.value for status in FINAL}
 EVENT_NAME = re.compile(r"(\d{6}\.\d{6})-branch_update(\.[A-Za-z0-9_+=:,@.-]+)?\.json\Z")
 GITIGNORE_HINT = ("if .trivialci/ has files in your working copy, they may not be committed, or be ignored: "
@@ -79,6 +79,10 @@ class JobIndex:
 
 
 def push_key(job: dict) -> tuple:
+    """What makes jobs one push: the id of its first job ("push", given to jobs queued in stages), else the
+    commit of the branch (and when it was queued: group())."""
+    if isinstance(job.get("push"), str):
+        return (job["push"],)
     return job.get("repo"), job.get("branch"), job.get("sha")
 
 
@@ -119,7 +123,7 @@ def _push(jobs: list[dict]) -> dict:
 def overall(jobs: list[dict]) -> str | None:
     """A push's one word: FAILED if one failed, running while one runs, PASSED when all passed."""
     words = [j.get("status") for j in jobs]
-    for word in ("FAILED", "LOST", "UNSTORED", "BUILDING", "STARTING", "QUEUED", "HELD"):
+    for word in ("FAILED", "LOST", "UNSTORED", "BUILDING", "STARTING", "QUEUED", "HELD", "WAITING"):
         if word in words:
             return word
     if words and all(w in ("PASSED", "SKIPPED") for w in words) and "PASSED" in words:

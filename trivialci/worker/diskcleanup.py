@@ -3,6 +3,7 @@
     WORKDIR/jobs/JOB/             a worktree older than a day that no running job owns (no JOB.pid):
                                   removed, then `git worktree prune` in its mirror
     WORKDIR/artifacts/JOB/        left by a crash, older than a day: removed
+    WORKDIR/upstream/JOB/         likewise (an earlier stage's files, fetched for a job: upstream.py)
     WORKDIR/logs/JOB.log, .ended  once the job ended more than log_days days ago (the store keeps log.txt)
     WORKDIR/event-logs/, outbox/tmp/   files older than a day: a crash's leftovers (a delivered outbox
                                   entry is unlinked when it is delivered)
@@ -38,6 +39,7 @@ def clean_workdir(workdir, keep_days: float = 30, log_days: float = 1, every: fl
     stamp.touch()
     os.utime(stamp, (now, now))
     done = _leftover_worktrees(workdir, now) + _old_files(workdir / "artifacts", now - DAY)
+    done += _old_files(workdir / "upstream", now - DAY)
     done += _ended_logs(workdir / "logs", now - log_days * DAY)
     done += _old_files(workdir / "event-logs", now - DAY) + _old_files(workdir / "outbox" / "tmp", now - DAY)
     return done + _mirrors(workdir, now - keep_days * DAY)

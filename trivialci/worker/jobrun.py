@@ -6,6 +6,7 @@ On the worker's own disk (WORKDIR, never the spool):
     WORKDIR/jobs/JOB.pid             {pid, start_ticks} of the build's group leader, while it runs
     WORKDIR/jobs/JOB.cancel          {status, reason}: a request to stop it
     WORKDIR/artifacts/JOB/           $TRIVIALCI_ARTIFACTS: uploaded as files/, then removed
+    WORKDIR/upstream/JOB/KIND/       $TRIVIALCI_UPSTREAM/KIND: an earlier stage's files (upstream.py)
     WORKDIR/logs/JOB.log             the build's output, live, each line with its UTC time; uploaded as log.txt
     WORKDIR/logs/JOB.ended           written when the job is over: its log is complete
 
@@ -13,7 +14,7 @@ The build runs `.trivialci/KIND` from the worktree, in its own process group,
 in a sandbox (worker/sandbox.py: it writes only its worktree, its artifacts and
 private temporaries, and sees none of the CI's paths), with a trusted job's
 secrets (worker/secrets.py; masked in its log), TRIVIALCI_JOB, _BRANCH, _SHA,
-_KIND, _REPO, _ATTEMPT, _ARTIFACTS, _PYTHON (the interpreter that runs
+_KIND, _REPO, _ATTEMPT, _ARTIFACTS, _UPSTREAM, _STAGE, _PYTHON (the interpreter that runs
 TrivialCi) and each parameter as TRIVIALCI_PARAM_NAME. Its record goes to the store as
 jobs/JOB/job.json after log.txt and files/, so a job.json never points at
 files that are not there yet; files/ is emptied first, so that a retry lists
@@ -49,12 +50,14 @@ from ..spool.layout import check_node_name, under
 from . import limits
 from .buildlog import BuildLog, LogCopier
 from .sandbox import Sandbox
+from .upstream import fetch_upstream, remove_tree_or_link
 from .secrets import SECRETS_ENV, SecretMask, gets_secrets, secrets_for
 from .package import check_start_work, check_stop
 from ..spool.delivery import emit
 from ..errors import BadInput, TrivialCiError
 from ..hub.state import HubState
-from ..jobs import MAX_REASON_CHARS, PARAM_NAME, RUNNING, JobStatus, check_job_id, iso_now, seconds_between
+from ..jobs import (MAX_REASON_CHARS, PARAM_NAME, RUNNING, STAGE_FIELDS, JobStatus, check_job_id, entry_name,
+                    iso_now, seconds_between)
 from ..git.mirror import Mirror
 from ..store import StoreMissing, open_store
 
@@ -71,6 +74,7 @@ class JobRun:
         self.id = self.package["job"]
         self.worktree = under(self.workdir, "jobs", self.id)
         self.artifacts = under(self.workdir, "artifacts", self.id)
+        self.upstream = under(self.workdir, "upstream", self.id)
         self.log_path = under(self.workdir, "logs", f"{self.id}.log")
         self.record: dict = {}
         self._build_log: BuildLog | None = None
@@ -126,6 +130,7 @@ class JobRun:
 
     def _build(self) -> tuple[int | None, JobStatus, str]:
         script, problem = self._entry_point()
+        problem = problem or fetch_upstream(self.package.get("upstream") or [], self.store_url, self.upstream)
         if problem:
             return None, JobStatus.FAILED, problem
         try:
@@ -160,7 +165,7 @@ class JobRun:
         """The build's command in its sandbox (worker/sandbox.py), its environment, and its log's mask."""
         sandbox, secrets = Sandbox.from_environment(), self._secrets()
         command = sandbox.command([str(script)], self.worktree, writable=(self.worktree, self.artifacts),
-                                  readable=(Mirror(self.workdir, self.package["repo"]).path,))
+                                  readable=(Mirror(self.workdir, self.package["repo"]).path, self.upstream))
         return command, self._environment(sandbox, secrets), SecretMask(secrets.values())
 
     def _secrets(self) -> dict[str, str]:
@@ -175,12 +180,12 @@ class JobRun:
         return secrets_for(directory, self.package["kind"], self.package["repo"])
 
     def _entry_point(self) -> tuple[Path, str | None]:
-        """.trivialci/KIND in the worktree, and why it cannot be run (None: it can).
+        """.trivialci/KIND (NN-KIND in stage NN) in the worktree, and why it cannot be run (None: it can).
 
         KIND passed its grammar (one file name); the file it leads to must be in
         the checkout too: a committed symbolic link to /usr/bin/... is not an entry point.
         """
-        kind = self.package["kind"]
+        kind = entry_name(under(self.worktree, ".trivialci"), self.package.get("stage", 0), self.package["kind"])
         script = under(self.worktree, ".trivialci", kind)
         if not os.path.realpath(script).startswith(os.path.realpath(self.worktree) + os.sep):
             return script, f".trivialci/{kind} leads outside the checkout (a symbolic link?): it is not run"
@@ -255,6 +260,7 @@ class JobRun:
                "TRIVIALCI_JOB": self.id, "TRIVIALCI_BRANCH": package["branch"], "TRIVIALCI_SHA": package["sha"],
                "TRIVIALCI_KIND": package["kind"], "TRIVIALCI_REPO": package["repo"],
                "TRIVIALCI_ATTEMPT": str(package["attempt"]), "TRIVIALCI_ARTIFACTS": str(self.artifacts),
+               "TRIVIALCI_UPSTREAM": str(self.upstream), "TRIVIALCI_STAGE": str(package.get("stage", 0)),
                "TRIVIALCI_PYTHON": sys.executable}
         for name, value in (package.get("params") or {}).items():
             if PARAM_NAME.match(name) and isinstance(value, (str, int, float, bool)):
@@ -268,7 +274,7 @@ class JobRun:
                 "attempt": package["attempt"], "queued": package.get("queued"), "started": started, "ended": ended,
                 "queue_wait": seconds_between(package.get("queued"), started),
                 "run_time": seconds_between(started, ended), "exit_code": exit_code, "reason": reason, "files": [],
-                **{key: package[key] for key in ("subject", "author") if package.get(key)}}
+                **{key: package[key] for key in (*STAGE_FIELDS, "subject", "author") if key in package}}
 
     def _upload(self) -> None:
         """files/ emptied, log.txt and files/ stored, job.json last; what the store refused makes the job
@@ -365,9 +371,10 @@ class JobRun:
             mirror.remove_worktree(self.worktree)
         except Exception as error:  # e.g. the build pointed its .git elsewhere: git refuses it
             print(f"git could not remove the worktree {self.worktree}: {error}; removing it by hand")
-            _remove_tree_or_link(self.worktree)  # never follows a link the build left
+            remove_tree_or_link(self.worktree)  # never follows a link the build left
             _quietly(mirror.prune, "could not prune the mirror (pruned at the next job)")
-        _remove_tree_or_link(self.artifacts)
+        remove_tree_or_link(self.artifacts)
+        remove_tree_or_link(self.upstream)
         for leftover in (self._pid_file(), self._cancel_file()):
             remove_if_present(leftover)
         if self._build_log is not None:
@@ -433,14 +440,6 @@ def _quietly(action, failure: str) -> None:
         action()
     except Exception as error:
         print(f"{failure}: {error}")
-def _remove_tree_or_link(path: Path) -> None:
-    """Remove a directory and what it holds, or the link or file the build left in its place (never its target)."""
-    if path.is_symlink() or path.is_file():
-        remove_if_present(path)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _read_json(path: Path):
     try:
         return json.loads(Path(path).read_text())

@@ -1,7 +1,8 @@
 """The events a worker receives, checked field by field before any of them names a path, a process or a build.
 
 start_work: job, repo, branch, sha, kind, attempt (required), params, queued,
-timeout (optional: {}, null, BUILD_TIMEOUT), trusted, approval (hub/fields.py);
+timeout (optional: {}, null, BUILD_TIMEOUT), trusted, approval (hub/fields.py),
+push, stage, upstream, plan, rebuild_of (a job of a push in stages);
 a field it does not know refuses it (a lost "trusted": false would give an
 untrusted job secrets). cancel_work: job, status (CANCELLED or SUPERSEDED),
 reason, attempt. Each field passes the one check of its grammar
@@ -17,7 +18,8 @@ from ..git.commands import check_branch, check_repo, check_sha
 from ..hub.fields import TRUST_CHECKS
 from ..hub.state import HubState
 from ..jobs import (BUILD_TIMEOUT, MAX_REASON_CHARS, RUNNING, JobStatus, check_attempt, check_fields, check_job_id,
-                    check_kind, check_params, check_reason, check_text, check_time, check_timeout, iso_now, optional)
+                    check_kind, check_params, check_plan, check_reason, check_stage, check_text, check_time,
+                    check_timeout, check_upstream, iso_now, optional)
 from ..spool.delivery import emit
 
 MAX_SHOWN_CHARS = 200
@@ -31,6 +33,8 @@ def check_shown(value) -> str:
 START_WORK_FIELDS = {"job": check_job_id, "repo": check_repo, "branch": check_branch, "sha": check_sha,
                      "kind": check_kind, "attempt": check_attempt, "params": check_params,
                      "queued": optional(check_time), "timeout": check_timeout, **TRUST_CHECKS,
+                     "push": check_job_id, "stage": check_stage, "upstream": check_upstream, "plan": check_plan,
+                     "rebuild_of": check_job_id,  # a job of a push in stages (hub/stages.py)
                      "subject": optional(check_shown), "author": optional(check_shown)}
 STOP_STATUSES = (JobStatus.CANCELLED, JobStatus.SUPERSEDED)
 
