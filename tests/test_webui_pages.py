@@ -173,3 +173,17 @@ def test_the_jobs_page_at_a_phones_width_and_for_the_docs(ui_ci, origin, browser
     assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing wider than a phone"
     page.screenshot(path=shots / "webui-phone.png", full_page=True)
     page.close()
+
+
+def test_a_push_in_stages_shows_each_stage_in_order(ui_ci, origin, browser):
+    git("rm", "-q", "-r", "--ignore-unmatch", ".trivialci", cwd=origin.work)
+    sha = origin.commit("staged", {"01-build": BUILD_OK, "02-test": BUILD_FAILS}, message="Build, then test")
+    push_event(ui_ci["spool"], origin, "staged", sha)
+    page = browser.new_page()
+    page.goto(ui_ci["url"])
+    chips = job_row(page, "staged").locator(".chip")
+    expect(chips).to_have_count(2, timeout=TIMEOUT_MS)
+    expect(chips.nth(1)).to_contain_text(re.compile(r"^2\s*test\s*FAILED"), timeout=TIMEOUT_MS)
+    expect(chips.nth(0)).to_contain_text(re.compile(r"^1\s*build\s*PASSED"))
+    expect(job_row(page, "staged")).to_have_class(re.compile("s-FAILED"))
+    page.close()
