@@ -52,6 +52,7 @@ def main(payload: dict) -> None:
     jobs = queue_push(state, plan, {"repo": repo, "branch": branch, "sha": sha,
                                     "attempt": 1, "params": payload["params"],
                                     "request": payload.get("request"), **trust_of(payload),
+                                    **Mirror(os.environ["TRIVIALCI_WORKDIR"], repo).describe(sha),
                                     **forge_fields(payload, state.node_dir.spool)})
     queued = [job["job"] for job in jobs]
     note(state, payload, queued, f"queued {', '.join(queued)}: {branch} {sha[:12]} for "

@@ -102,11 +102,12 @@ def get_json(url: str, path: str):
 
 
 def job_row(page, branch: str):
-    return page.locator("tbody tr").filter(has=page.get_by_role("cell", name=branch, exact=True))
+    """The push card of `branch` on the jobs page."""
+    return page.locator("article.push").filter(has=page.get_by_role("link", name=branch, exact=True))
 
 
 def status_of(page, branch: str):
-    return job_row(page, branch).locator("td").nth(4)
+    return job_row(page, branch).locator(".chip b").first
 
 
 def test_a_push_appears_live_then_passes_with_its_log_and_artifact(ui_ci, origin, browser, tmp_path):
@@ -117,19 +118,19 @@ def test_a_push_appears_live_then_passes_with_its_log_and_artifact(ui_ci, origin
     push_event(ui_ci["spool"], origin, "feature/live", sha)
 
     expect(status_of(page, "feature/live")).to_have_text(re.compile("QUEUED|STARTING|BUILDING"), timeout=TIMEOUT_MS)
-    expect(job_row(page, "feature/live")).to_contain_text(sha[:12])
+    expect(job_row(page, "feature/live")).to_contain_text(sha[:7])
     [job] = wait_for(lambda: building(ui_ci["spool"]), timeout=60, message="the job to build")
     release_build(tmp_path / "ciwork" / job["worker"], job["job"])
     expect(status_of(page, "feature/live")).to_have_text("PASSED", timeout=TIMEOUT_MS)
-    page.screenshot(path=tmp_path / "jobs-page.png")
+    page.screenshot(path=tmp_path / "jobs.png")
 
-    job_row(page, "feature/live").get_by_role("link").first.click()
-    expect(page.locator("h1")).to_have_text(re.compile(r"job \d{8}T\d{6}Z-[0-9a-f]{6}"))
+    job_row(page, "feature/live").locator("a.chip").first.click()
+    expect(page.locator("h1")).to_have_text(f"build of feature/live {sha[:7]}")
     wait_for(lambda: store_jobs(ui_ci["store"]), timeout=60, message="the stored record")
     with page.expect_download() as download:
         page.get_by_role("link", name="out.txt").click()
     assert Path(download.value.path()).read_text() == "made\n" and download.value.suggested_filename == "out.txt"
-    page.get_by_role("link", name="stored log").click()
+    page.get_by_role("link", name="raw log").click()
     expect(page.locator("body")).to_contain_text("released")
 
     page.goto(ui_ci["url"] + "workers")
@@ -143,7 +144,7 @@ def test_a_failed_job_shows_failed_and_its_badge_says_so(ui_ci, origin, browser)
     page = browser.new_page()
     page.goto(ui_ci["url"])
     expect(status_of(page, "fix/broken")).to_have_text("FAILED", timeout=TIMEOUT_MS)
-    job_row(page, "fix/broken").get_by_role("link").first.click()
+    job_row(page, "fix/broken").locator("a.chip").first.click()
     expect(page.locator("main")).to_contain_text("exit status 3")
     page.close()
 
@@ -167,12 +168,12 @@ def test_a_hostile_branch_name_is_shown_as_text_and_runs_nothing(ui_ci, origin, 
     sha = origin.commit(HOSTILE, {"build": BUILD_FAILS})
     push_event(ui_ci["spool"], origin, HOSTILE, sha)
 
-    expect(status_of(page, HOSTILE)).to_have_text("FAILED", timeout=TIMEOUT_MS)  # drawn by the page's script
+    expect(status_of(page, HOSTILE)).to_have_text("FAILED", timeout=TIMEOUT_MS)  # the part refreshed
     assert page.locator("img").count() == 0
     page.reload()  # drawn by the server
     expect(job_row(page, HOSTILE)).to_have_count(1)
-    job_row(page, HOSTILE).get_by_role("link").first.click()
-    expect(page.get_by_role("cell", name=HOSTILE, exact=True)).to_be_visible()
+    job_row(page, HOSTILE).locator("a.chip").first.click()
+    expect(page.locator("main").get_by_role("link", name=HOSTILE, exact=True)).to_be_visible()
     assert page.locator("img").count() == 0 and dialogs == []
     page.close()
 
@@ -190,8 +191,9 @@ def test_pages_carry_security_headers_and_json_twins_parse(ui_ci, origin):
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
     assert f"script-src 'nonce-{nonce}'" in headers["Content-Security-Policy"]
     assert not re.search(rb"<[^>]*\son[a-z]+\s*=", body), "no inline event handlers"
-    for path in ("/index.json", "/queue.json", "/workers.json", "/events.json", f"/jobs/{job_id}.json"):
-        assert "view" in get_json(ui_ci["url"], path)
+    for path in ("/index.json", "/branches.json", "/queue.json", "/workers.json", "/events.json",
+                 f"/jobs/{job_id}.json", "/branch.json?name=main"):
+        assert isinstance(get_json(ui_ci["url"], path), dict)
     assert get(ui_ci["url"], "/workers", {"Accept": "application/json"})[1]["Content-Type"] == "application/json"
     assert any(j["job"] == job_id for j in get_json(ui_ci["url"], "/index.json")["jobs"])
     wait_for(lambda: get_json(ui_ci["url"], f"/jobs/{job_id}.json")["job"]["status"] == "FAILED",

@@ -48,20 +48,21 @@ def default_paths() -> dict:
 
 
 def start_tree(repos, spool: Path, store: str, workdir: Path, pipeline: Path, ui: str | None = None,
-               hub_args=(), poll: float = WATCH_SECONDS, allow_hosts=()) -> list[subprocess.Popen]:
+               hub_args=(), poll: float = WATCH_SECONDS, allow_hosts=(), output=None) -> list[subprocess.Popen]:
     """The hub (serving its web UI on `ui`, HOST:PORT, if given; `hub_args` added) and a gitwatcher for each of
     `repos` (one repository as a string works too), as this process's children.
 
-    `allow_hosts` reach the hub, and the workers it boots, as TRIVIALCI_ALLOW_HOSTS in their environment.
+    `allow_hosts` reach the hub, and the workers it boots, as TRIVIALCI_ALLOW_HOSTS in their environment;
+    `output`, an open file, takes what every one of them prints (None: this process's stderr).
     """
     trivialci = [sys.executable, "-m", "trivialci"]
     env = {**os.environ, MARK: up_mark(), **({ALLOW_HOSTS_ENV: " ".join(allow_hosts)} if allow_hosts else {})}
     hub = subprocess.Popen([*trivialci, "hub", "--spool", str(spool), "--store", store, "--workdir",
                             str(workdir / "hub"), "--tick", str(TICK_SECONDS), "--pipeline", str(pipeline),
-                            *(["--ui", ui] if ui else []), *hub_args], env=env)
+                            *(["--ui", ui] if ui else []), *hub_args], env=env, stdout=output, stderr=output)
     environment = {name: value for name, value in env.items() if name not in SECRET_NAMES}
     watchers = [subprocess.Popen([*trivialci, "gitwatcher", "--spool", str(spool), "--repo", repo,
-                                  "--interval", str(poll)], env=environment)
+                                  "--interval", str(poll)], env=environment, stdout=output, stderr=output)
                 for repo in ([repos] if isinstance(repos, str) else repos)]
     return [*watchers, hub]
 
@@ -71,8 +72,9 @@ def up_mark() -> str:
     return f"{os.getpid()}.{processes.start_ticks(os.getpid())}"
 
 
-def wait_for_signal(children: list[subprocess.Popen]) -> int:
-    """Sleep until SIGINT/SIGTERM, or until a child dies (its status, to exit with)."""
+def wait_for_signal(children: list[subprocess.Popen], every=None) -> int:
+    """Sleep until SIGINT/SIGTERM, or until a child dies (its status, to exit with); call `every()` each half
+    second meanwhile."""
     stop = []
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -82,6 +84,8 @@ def wait_for_signal(children: list[subprocess.Popen]) -> int:
                 if child.poll() is not None:
                     return child.returncode or 1
             signal.sigtimedwait([signal.SIGCHLD], 0.5) if hasattr(signal, "sigtimedwait") else time.sleep(0.5)
+            if every is not None:
+                every()
         return 0
     finally:
         for sig, handler in previous.items():

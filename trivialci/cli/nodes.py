@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -13,6 +14,7 @@ import click
 from .. import git
 from ..errors import BadInput
 from ..git.gitwatcher import GitWatcher
+from ..git.workingcopy import pipeline_warnings
 from ..hub import pipelinesource
 from ..jobs import check_kind
 from ..spool import mounts
@@ -25,7 +27,7 @@ from ..web.hosts import allowed_names
 from ..web.logserver import LogServer, parse_listen
 from ..worker import limits as worker_limits
 from ..spool import permissions
-from . import forges
+from . import forges, upconsole
 from .options import (allow_host_option, build_options, configure_builds, default_pipeline, node_options,
                       setup_logging, sharing_option, spool_option, store_dir)
 
@@ -122,7 +124,9 @@ def worker(spool, name, kind, log_listen, hub_ui, outbox_mode, max_log_bytes, ma
 @click.option("--poll", default=None, type=click.FloatRange(min=0.05),
               help=f"Seconds between two listings of each repository's branches [default: {up_tree.WATCH_SECONDS:g}; "
                    f"with --webhook {up_tree.SAFETY_NET_SECONDS:g}, a safety net for lost deliveries].")
-def up(repos, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, secrets, allow_hosts, poll, **hooks):
+@click.option("--verbose", is_flag=True, help="Show every event the nodes handle (WORKDIR/up.log) on the console too.")
+def up(repos, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, secrets, allow_hosts, poll, verbose,
+       **hooks):
     """Run the whole CI for repositories here: hub, gitwatchers, workers. Ctrl-C stops it all."""
     allowed = allowed_names(allow_hosts)
     configure_builds(sandbox_mode, build_network, secrets)  # in the hub's environment: its workers inherit it
@@ -134,15 +138,25 @@ def up(repos, spool, store, workdir, pipeline, ui, sandbox_mode, build_network, 
     hub_args, shown_hooks = forges.up_hub_arguments(repos, **hooks)
     ui = None if ui == "off" else webui.free_address(ui)
     shown_ui = f"  ui        http://{ui}/\n" if ui else ""
+    log_path = upconsole.log_file(workdir)
     click.echo(f"trivialci up: watching {', '.join(repos)}\n{shown_ui}{shown_hooks}  spool     {spool}\n"
-               f"  store     {store}\n  workdir   {workdir}\n  jobs      trivialci jobs --spool {spool}\n"
+               f"  store     {store}\n  workdir   {workdir}\n  log       {log_path}\n"
+               f"  jobs      trivialci jobs --spool {spool}\n"
                f"  history   trivialci history list --store {store}\nCtrl-C stops everything.", err=True)
+    for repo in repos:
+        for line in pipeline_warnings(repo):
+            click.echo(f"warning: {line}", err=True)
     poll = poll or (up_tree.SAFETY_NET_SECONDS if hooks["webhook"] else up_tree.WATCH_SECONDS)
-    children = up_tree.start_tree(repos, spool, store, workdir, _pipeline_dir(pipeline), ui, hub_args, poll, allowed)
-    try:
-        status_code = up_tree.wait_for_signal(children)
-    finally:
-        up_tree.stop_tree(children, spool)
+    say = functools.partial(click.echo, err=True)
+    with open(log_path, "ab", buffering=0) as output:
+        console = upconsole.JobConsole(spool, f"http://{ui}/" if ui else None, log_path, say, verbose)
+        children = up_tree.start_tree(repos, spool, store, workdir, _pipeline_dir(pipeline), ui, hub_args, poll,
+                                      allowed, output)
+        try:
+            status_code = up_tree.wait_for_signal(children, console.poll)
+        finally:
+            up_tree.stop_tree(children, spool)
+            console.poll()
     sys.exit(status_code)
 
 

@@ -144,11 +144,22 @@ def node_options(function):
     return function
 
 
+class LevelFormatter(PrintableFormatter):
+    """A warning or an error says so ("warning: ..."): `trivialci up` shows those lines on its console."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        if record.levelno < logging.WARNING:
+            return line
+        stamp, message = line[:23], line[24:]  # "YYYY-MM-DD HH:MM:SS.mmm" then the message
+        return f"{stamp} {record.levelname.lower()}: {message}"
+
+
 def setup_logging() -> None:
     if log.handlers:
         return  # already set up by this command
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(PrintableFormatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(LevelFormatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     watchdog_log = logging.getLogger("watchdog")  # e.g. "Inotify queue overflowed", in the node's format

@@ -35,12 +35,14 @@ change). After a crash, `prune()` forgets worktrees whose directory is gone.
 import fcntl
 import os
 import shutil
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import BadInput
 from .commands import GitError, check_sha, repo_key, resolve_repo, run_git, run_git_bytes
 
+MAX_COMMIT_TEXT = 200  # characters of a subject or author kept (the forge's webhooks keep as many)
 NO_HOOKS = ["-c", "core.hooksPath=/dev/null"]  # a checkout for a job runs none of the mirror's hooks
 # A fetch that starts no `git maintenance run --auto` after it (a process of its own on the push's path):
 # the worker's disk cleanup runs `git gc --auto` on each mirror instead (gc_auto).
@@ -103,6 +105,17 @@ class Mirror:
         listing = self._at_commit(sha, path, ["ls-tree", "-z"], run_git) or ""
         entries = (line.partition("\t") for line in listing.split("\0") if line)
         return sorted(name for info, _, name in entries if info.split(" ")[0] == "100755")
+
+    def describe(self, sha: str) -> dict:
+        """{"subject", "author"} of commit `sha`, each one line of printable text a person reads (commit_text);
+        {} when git cannot say (the commit is gone): a push is queued without them rather than refused."""
+        try:
+            shown = run_git(["show", "-s", "--no-show-signature", "--format=%s%x00%an", "--end-of-options",
+                             self._ensure_commit(sha)], self.path, 60)
+        except (GitError, BadInput):
+            return {}
+        subject, _, author = shown.partition("\0")
+        return {"subject": commit_text(subject), "author": commit_text(author)}
 
     def list_dir(self, sha: str, path: str = "") -> list[str]:
         """The names in directory `path` at commit `sha`, sorted; [] if it is not a directory there."""
@@ -233,6 +246,15 @@ class Mirror:
             yield
         finally:
             os.close(fd)
+
+
+def commit_text(text: str) -> str:
+    """A subject or author name as anyone may write it: its first line, without control, format or
+    unpaired surrogate characters (a terminal escape, a bidi override), at most MAX_COMMIT_TEXT characters.
+    It stays text: the web UI escapes it, the console prints it as it is."""
+    line = text[:8 * MAX_COMMIT_TEXT].strip().split("\n", 1)[0]
+    shown = "".join(c for c in line if unicodedata.category(c) not in ("Cc", "Cf", "Cs"))
+    return shown[:MAX_COMMIT_TEXT]
 
 
 def tree_path(path: str) -> str:

@@ -108,6 +108,7 @@ def _hand_over(state: HubState, worker: dict, queued: tuple[dict, float]) -> str
     package = {key: job.get(key) for key in ("job", "repo", "branch", "sha", "kind", "attempt", "params", "queued")}
     package.update({key: job[key] for key in STAGE_FIELDS if job.get(key) is not None})  # hub/stages.py
     package.update({key: job[key] for key in TRUST_FIELDS if key in job})  # absent: trusted (a push)
+    package.update({key: job[key] for key in ("subject", "author") if job.get(key)})  # into the stored record
     record_status(state, {"job": job_id, "status": JobStatus.STARTING, "worker": worker["name"],
                           "worker_process": _process_of(state, worker["name"]), "attempt": job["attempt"],
                           "dispatched": iso_now(), "log_url": _log_url_of(state, worker["name"], job_id)})

@@ -21,18 +21,25 @@ import time
 from pathlib import Path
 
 from ..store.history import list_jobs, parse_record
+from ..hub.scheduling import BOOT_PATIENCE, LOST_AFTER
 from ..hub.state import HubState
-from ..spool.files import MAX_STATE_BYTES, open_directory_under, open_regular, read_json
+from ..spool.files import MAX_STATE_BYTES, lstat_under, open_directory_under, open_regular, read_json
 from ..spool.layout import worker_names
 from ..errors import BadInput
 from ..store import ArtifactStore, StoredValue, StoreMissing, StoreUnavailable, is_key
+from . import pushes
 from .serving import OpenFile
 
 PAGE_SIZE = 50
+BRANCH_PUSHES = 20
+CHART_JOBS = 30
+RACY_SECONDS = 2.0
+BRANCH_WINDOW = 500  # the newest jobs whose branches the branches view lists even without a state/branches record
 RECENT_EVENTS = 100
 BADGE_SCAN = 5000  # job records read at most to find a branch's newest job in state/
 LOG_NAME = re.compile(r"\d{6}\.\d{6}-[A-Za-z0-9_+=:,@.-]+\.log\Z")
 WHERES = ("done", "failed")
+HOUSEKEEPING = {"tick", "prune", "work_required", "worker_status", "commit_status"}
 
 
 class WebData:
@@ -42,6 +49,8 @@ class WebData:
         self.spool = Path(os.path.realpath(spool))  # the operator's path may pass through a link; nothing inside
         self.store = store
         self.state = HubState(spool)  # the constructor only names paths; open() would rebuild
+        self.index = pushes.JobIndex(self._job)
+        self.listed = (None, [])  # ((inode, mtime) of state/jobs/, its job ids newest first)
 
     def _read(self, *parts: str) -> dict | None:
         """The JSON object in SPOOL/PARTS; None if missing, behind a link, not a regular file, too big, not JSON."""
@@ -73,15 +82,96 @@ class WebData:
     # --- jobs ---------------------------------------------------------------
 
     def jobs_page(self, page: int) -> dict:
-        """One page of jobs, newest first: from state/jobs/, or the store when state/ has none."""
-        names = sorted(self._list("state", "jobs"), reverse=True)
-        if names:
-            chosen = names[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
-            jobs = [j for j in (self._job(n[:-5]) for n in chosen if n.endswith(".json")) if j]
-            return {"source": "state", "page": page, "more": len(names) > (page + 1) * PAGE_SIZE, "jobs": jobs}
+        """One page of jobs as pushes, newest first: from state/jobs/, or the store when state/ has none."""
+        ids = self._ids()
+        if ids:
+            chosen, more = pushes.page_ids(ids, page)
+            found = pushes.whole_pushes(self.index, ids, chosen, page)
+            return {"source": "state", "page": page, "more": more, "pushes": found,
+                    "jobs": [job for push in found for job in push["jobs"]]}
         jobs = self._store_jobs((page + 1) * PAGE_SIZE + 1)
+        shown = [pushes.summary(j) for j in jobs[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]]
         return {"source": "store", "page": page, "more": len(jobs) > (page + 1) * PAGE_SIZE,
-                "jobs": jobs[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]}
+                "pushes": pushes.group(shown), "jobs": shown}
+
+    def _ids(self) -> list[str]:
+        """The job ids in state/jobs/, newest first: names only, no record read. The listing is kept while the
+        directory's mtime holds; one that changed within RACY_SECONDS is listed again each time (a change in the
+        same clock tick as the listing leaves the mtime as it was)."""
+        try:
+            info = lstat_under("jobs", self.spool / "state")
+        except OSError:
+            return []
+        stamp = (info.st_ino, info.st_mtime_ns)
+        if self.listed[0] == stamp and time.time() - info.st_mtime > RACY_SECONDS:
+            return self.listed[1]
+        ids = sorted((n[:-5] for n in self._list("state", "jobs") if n.endswith(".json")), reverse=True)
+        self.listed = (stamp, ids)
+        return ids
+
+    def branch_page(self, branch: str, repo: str | None = None) -> dict:
+        """A branch's newest pushes, and the run times of each of its kinds (for the charts)."""
+        ids = self._ids()
+        found = pushes.branch_pushes(self.index, ids, (repo, branch), BRANCH_PUSHES) if ids else \
+            pushes.group([pushes.summary(j) for j in self._store_jobs(PAGE_SIZE, branch)])
+        kinds = sorted({j.get("kind") for p in found for j in p["jobs"] if isinstance(j.get("kind"), str)})
+        charts = {kind: pushes.run_times(self.index, ids, branch, kind, CHART_JOBS) for kind in kinds}
+        return {"branch": branch, "pushes": found, "charts": charts, "notes": self.push_notes(branch)}
+
+    def branches(self) -> dict:
+        """Every branch the hub queued jobs for, with its newest push; and the newest note of pushes that built
+        nothing (skipped, nothing to build), today's and yesterday's."""
+        records = [self._read("state", "branches", n) for n in self._list("state", "branches") if n.endswith(".json")]
+        ids = self._ids()
+        wanted = {(r.get("repo"), r.get("branch")) for r in records if r and isinstance(r.get("branch"), str)}
+        wanted |= {(j.get("repo"), j.get("branch")) for j in self.index.walk(ids[:BRANCH_WINDOW])
+                   if isinstance(j.get("branch"), str)}  # a state/ rebuilt lately may have fewer branch records
+        newest = pushes.newest_per_branch(self.index, ids, wanted) if wanted else {}
+        notes = self.push_notes()
+        rows = [{"branch": branch, "repo": repo, "push": newest.get((repo, branch)), "note": notes.get(branch)}
+                for repo, branch in wanted]
+        rows += [{"branch": b, "repo": n.get("repo"), "push": None, "note": n} for b, n in notes.items()
+                 if not any(r["branch"] == b for r in rows)]
+        return {"branches": sorted(rows, key=_branch_order, reverse=True)}
+
+    def push_notes(self, branch: str | None = None) -> dict:
+        """{branch: the newest note of a push of it that queued nothing}, from today's and yesterday's events."""
+        found = []
+        for day in recent_days():
+            for where in WHERES:
+                found += [(day, name, where) for name in self._list(where, day) if pushes.is_push_event(name)]
+        notes = {}
+        for day, name, where in sorted(found, reverse=True)[:pushes.RECENT_PUSH_EVENTS]:
+            note = self._push_note(where, day, name)
+            if note and (branch is None or note["branch"] == branch) and note["branch"] not in notes:
+                notes[note["branch"]] = note
+        return {b: n for b, n in notes.items() if n["kind"] not in ("queued", "already queued")}
+
+    def names(self, *parts: str) -> list[str]:
+        """The names in SPOOL/PARTS, listed without following a link (for `up`'s console)."""
+        return self._list(*parts)
+
+    def job_record(self, job_id: str) -> dict | None:
+        """state/jobs/JOB.json, read as the pages read it."""
+        return self._job(job_id)
+
+    def push_note(self, where: str, day: str, name: str) -> dict | None:
+        """What became of the push of one branch_update event (WHERE/DAY/NAME.json): its note and a hint."""
+        return self._push_note(where, day, name)
+
+    def _push_note(self, where: str, day: str, name: str) -> dict | None:
+        event = self._read(where, day, name)
+        if not event or not isinstance(event.get("branch"), str):
+            return None
+        log = self._open(where, day, name[:-5] + ".log")
+        text = ""
+        if log is not None:
+            with log:
+                text = b"".join(log.chunks(0, pushes.NOTE_BYTES - 1)).decode("utf-8", "replace").strip()
+        text = text.splitlines()[-1] if text else ""
+        kind = pushes.note_kind(text)
+        return {"branch": event["branch"], "repo": event.get("repo"), "sha": event.get("new"), "text": text,
+                "kind": kind, "hint": pushes.hint_for(kind), "at": f"{day}T{name[:2]}:{name[2:4]}:{name[4:6]}Z"}
 
     def _store_jobs(self, limit: int, branch: str | None = None) -> list[dict]:
         if self.store is None:
@@ -96,10 +186,24 @@ class WebData:
         record = self._job(job_id) or self._stored_record(job_id)
         if record is None:
             return None
-        files = self._stored_keys(f"jobs/{job_id}/files/")
+        files = self._stored_sizes(f"jobs/{job_id}/files/")
         return {"job": record, "log_url": _web_url(record.get("log_url")),
                 "stored_log": bool(self._stored_keys(f"jobs/{job_id}/log.txt")),
-                "files": [key[len(f"jobs/{job_id}/files/"):] for key in files]}
+                "files": [{"name": key[len(f"jobs/{job_id}/files/"):], "size": size} for key, size in files]}
+
+    def run_times(self, branch, kind) -> list[dict]:
+        """The newest CHART_JOBS run times of `branch` and `kind`, oldest first."""
+        if not isinstance(branch, str) or not isinstance(kind, str):
+            return []
+        return pushes.run_times(self.index, self._ids(), branch, kind, CHART_JOBS)
+
+    def _stored_sizes(self, prefix: str) -> list[tuple[str, int]]:
+        if self.store is None:
+            return []
+        try:
+            return sorted(self.store.key_sizes(prefix).items())
+        except (StoreMissing, StoreUnavailable, BadInput):
+            return []
 
     def _stored_record(self, job_id: str) -> dict | None:
         try:
@@ -139,11 +243,20 @@ class WebData:
     # --- queue, workers, events -------------------------------------------
 
     def queue(self) -> dict:
-        """Queued jobs per kind, in the order they will be dispatched, and the jobs held for an approval."""
-        queued = {kind: [self._job(j) for j in self.state.queued(kind)] for kind in self._list("state", "queue")}
-        held = [j for j in (self._job(job_id) for job_id in self.state.held()) if j]
-        return {"paused": self.state.paused(), "queue": {k: [j for j in js if j] for k, js in queued.items()},
-                "held": held}
+        """Queued jobs per kind, in the order they will be dispatched, each with its position and why it waits;
+        and the jobs held for an approval."""
+        paused, workers = self.state.paused(), self.workers()
+        queue = {}
+        for kind in self._list("state", "queue"):
+            jobs = [j for j in (self._job(job_id) for job_id in self.state.queued(kind)) if j]
+            if not jobs:
+                continue
+            why = waiting_reason(kind, paused, workers, self.state.boot_asked(kind))
+            queue[kind] = [{**job, "position": n + 1, "why": why if n == 0 else f"{n} ahead of it; {why}"}
+                           for n, job in enumerate(jobs)]
+        held = [{**j, "why": f"waiting for approval: trivialci approve {j.get('job')}"}
+                for j in (self._job(job_id) for job_id in self.state.held()) if j]
+        return {"paused": paused, "queue": queue, "held": held}
 
     def workers(self) -> list[dict]:
         """Workers seen by the hub or present in the spool, with the age of their heartbeat."""
@@ -167,13 +280,14 @@ class WebData:
             return {}, None
         return beat if isinstance(beat, dict) else {}, age
 
-    def events(self, now: float | None = None) -> list[dict]:
-        """The hub's newest handled events of today and yesterday (UTC), newest first."""
+    def events(self, now: float | None = None, housekeeping: bool = True) -> list[dict]:
+        """The hub's newest handled events of today and yesterday (UTC), newest first; without `housekeeping`,
+        none of the HOUSEKEEPING types (told from the file's name, so a hidden event is not even read)."""
         found = []
         for day in recent_days(now):
             for where in WHERES:
                 found += [(name[:13], where, day, name) for name in self._list(where, day)
-                          if name.endswith(".result.json")]
+                          if name.endswith(".result.json") and (housekeeping or not is_housekeeping(name))]
         found.sort(key=lambda entry: (entry[2], entry[0]), reverse=True)
         return [self._event(where, day, name) for _, where, day, name in found[:RECENT_EVENTS]]
 
@@ -196,6 +310,33 @@ class WebData:
         if where not in WHERES or day not in recent_days() or not LOG_NAME.match(name):
             return None
         return self._open(where, day, name)
+
+
+def is_housekeeping(name: str) -> bool:
+    """Whether a done/ or failed/ name (HHMMSS.ffffff-TYPE....) is of an event that only keeps the hub going."""
+    return name[14:].split(".", 1)[0] in HOUSEKEEPING
+
+
+def waiting_reason(kind: str, paused: bool, workers: list[dict], boot_asked: float | None) -> str:
+    """Why the first queued job of `kind` is not running yet, in words."""
+    if paused:
+        return "dispatch is paused: state/PAUSE exists (trivialci resume)"
+    alive = [w for w in workers if w["kind"] == kind and w["state"] != "lost" and w["heartbeat_age"] is not None
+             and w["heartbeat_age"] < LOST_AFTER]
+    if not alive:
+        booting = f"; one was asked for {boot_asked:.0f}s ago and is booting" if boot_asked is not None and \
+            boot_asked < BOOT_PATIENCE else ""
+        return f"no {kind} worker is alive{booting}"
+    busy = [w["name"] for w in alive if w["state"] == "busy"]
+    if len(busy) == len(alive):
+        return f"every {kind} worker is busy ({', '.join(busy)})"
+    return f"about to be handed to an idle {kind} worker"
+
+
+def _branch_order(row: dict) -> str:
+    """Branches by their newest activity: a push's queue time, or a note's time."""
+    push, note = row["push"] or {}, row["note"] or {}
+    return max(str(push.get("queued") or ""), str(note.get("at") or ""))
 
 
 def recent_days(now: float | None = None) -> list[str]:

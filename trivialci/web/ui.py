@@ -1,21 +1,27 @@
-"""The hub's web UI: read-only pages of jobs, queue, workers and events, served beside the hub's loop.
+"""The hub's web UI: read-only pages of jobs, branches, queue, workers and events, served beside the hub's loop.
 
-    /                      jobs, newest first, 50 a page (?page=N)
-    /jobs/JOB              a job: record, live log link (its "log_url"), stored log, artifacts
+    /                      jobs as pushes, newest first, 50 jobs a page (?page=N)
+    /branches              each branch's newest push; pushes that built nothing, and why
+    /branch?name=B         a branch's pushes and run-time charts (&repo=R to choose among repositories)
+    /jobs/JOB              a job: summary, run-time chart, its log inline (?from=N&line=K, ?from=last)
+    /jobs/JOB/log.part     lines of its log from ?from=N as HTML, for the page that follows it live
     /jobs/JOB/log          the stored log.txt, as text/plain
     /jobs/JOB/files/NAME   a stored artifact, as a download
-    /queue  /workers  /events
+    /queue  /workers  /events (?all=1: with ticks and housekeeping)
     /events/log/WHERE/DAY/NAME.log   the .log of a handled event (done/ or failed/, today or yesterday)
     /badge/BRANCH.svg      the status of the newest job of BRANCH
 
 Every page has a JSON twin: the same path with `.json` (`/index.json` for /),
-or `Accept: application/json`. The server runs in its own daemon thread and
-only reads files, so it can never hold up the hub's loop. It serves nothing but
-state/, done/, failed/, the heartbeats and the artifact store: job ids must be
-job ids, artifact names store keys, and any path with '..' (encoded or not) is
-a 404; no link is followed (data.py). Logs and artifacts are streamed, a chunk
-at a time, with Range. It binds 127.0.0.1 unless told otherwise; connections,
-deadlines, the Host check and request bodies follow serving.py.
+or `Accept: application/json`. Pages are Jinja2 templates drawn here only
+(render.py); with `X-Part: main` a page answers its changing part alone. The
+server runs in its own daemon thread and only reads files (and a running
+job's log from its worker, logpage.py), so it can never hold up the hub's
+loop. It serves nothing but state/, done/, failed/, the heartbeats and the
+artifact store: job ids must be job ids, artifact names store keys, and any
+path with '..' (encoded or not) is a 404; no link is followed (data.py). Logs
+and artifacts are streamed, a chunk at a time, with Range; a log shown on a
+page is read a page at a time. It binds 127.0.0.1 unless told otherwise;
+connections, deadlines, the Host check and request bodies follow serving.py.
 """
 
 import json
@@ -26,18 +32,20 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from . import pages, views
+from . import logpage, pages, render
 from ..errors import BadInput
-from ..jobs import is_job_id
+from ..jobs import FINAL, is_job_id
 from ..store import ArtifactStore, is_key
-from .data import WebData
+from .data import HOUSEKEEPING, WebData
 from .hosts import HostCheck
 from .serving import GuardedHandler, GuardedServer
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_PAGE = 100000
 JOB_PATH = re.compile(r"/jobs/([^/]+)(\.json)?\Z")
-PAGES = {"/": "jobs", "/index.json": "jobs", "/queue": "queue", "/workers": "workers", "/events": "events"}
+PAGES = {"/": "jobs", "/index.json": "jobs", "/branches": "branches", "/branch": "branch", "/queue": "queue",
+         "/workers": "workers", "/events": "events"}
+FINAL_WORDS = {status.value for status in FINAL}
 
 
 class WebUI:
@@ -122,17 +130,19 @@ class Handler(GuardedHandler):
             return self.badge(path[len("/badge/"):-len(".svg")])
         if path.startswith("/events/log/"):
             return self.event_log(path[len("/events/log/"):].split("/"))
-        return self.job_route(raw, wants_json)
+        return self.job_route(url, wants_json)
 
-    def job_route(self, raw: str, wants_json: bool) -> None:
-        parts = raw.split("/")  # the raw path: a '/' encoded inside a file name stays in that name
+    def job_route(self, url, wants_json: bool) -> None:
+        parts = url.path.split("/")  # the raw path: a '/' encoded inside a file name stays in that name
         if len(parts) < 3 or parts[1] != "jobs" or not is_job_id(parts[2].removesuffix(".json")):
             return self.not_found()
         job_id = parts[2].removesuffix(".json")
         if len(parts) == 3:
-            return self.job_page(job_id, wants_json or parts[2].endswith(".json"))
+            return self.job_page(job_id, url, wants_json or parts[2].endswith(".json"))
         if parts[3:] == ["log"]:
             return self.stored_text(f"jobs/{job_id}/log.txt")
+        if parts[3:] == ["log.part"]:
+            return self.log_part(job_id, url)
         if len(parts) >= 5 and parts[3] == "files":
             return self.artifact(job_id, unquote("/".join(parts[4:])))
         return self.not_found()
@@ -140,31 +150,76 @@ class Handler(GuardedHandler):
     # --- pages ----------------------------------------------------------
 
     def page(self, name: str, url, wants_json: bool) -> None:
+        query = parse_qs(url.query)
         if name == "jobs":
-            page = _page_number(parse_qs(url.query).get("page", ["0"])[0])
-            data = self.data.jobs_page(page)
-            return self.send_view("jobs", data, views.jobs_view(data), wants_json)
+            data = self.data.jobs_page(_page_number(query.get("page", ["0"])[0]))
+            return self.send_view("jobs.html", "jobs", data, wants_json)
+        if name == "branches":
+            return self.send_view("branches.html", "branches", self.data.branches(), wants_json)
+        if name == "branch":
+            branch, repo = query.get("name", [""])[0], query.get("repo", [None])[0]
+            return self.send_view("branch.html", f"branch {branch}", self.data.branch_page(branch, repo), wants_json,
+                                  "branches")
         if name == "queue":
-            data = self.data.queue()
-            return self.send_view("queue", data, views.queue_view(data), wants_json)
+            return self.send_view("queue.html", "queue", self.data.queue(), wants_json)
         if name == "workers":
-            workers = self.data.workers()
-            return self.send_view("workers", {"workers": workers}, views.workers_view(workers), wants_json)
-        events = self.data.events()
-        return self.send_view("events", {"events": events}, views.events_view(events), wants_json)
+            return self.send_view("workers.html", "workers", {"workers": self.data.workers()}, wants_json)
+        everything = query.get("all", [""])[0] not in ("", "0")
+        data = {"events": self.data.events(housekeeping=everything), "housekeeping": everything,
+                "hidden": sorted(HOUSEKEEPING)}
+        return self.send_view("events.html", "events", data, wants_json)
 
-    def job_page(self, job_id: str, wants_json: bool) -> None:
+    def job_page(self, job_id: str, url, wants_json: bool) -> None:
         data = self.data.job(job_id)
         if data is None:
             return self.not_found(f"no job {job_id} in the hub's state/ or the artifact store\n")
-        self.send_view(f"job {job_id}", data, views.job_view(job_id, data), wants_json)
-
-    def send_view(self, title: str, data: dict, view: list[dict], wants_json: bool) -> None:
+        record = data["job"]
+        data["run_times"] = self.data.run_times(record.get("branch"), record.get("kind"))
         if wants_json:
-            body = json.dumps({**data, "view": view}, indent=1).encode()
+            return self.send_view("job.html", "", data, True)
+        first, line = logpage.parse_position(parse_qs(url.query))
+        refresh = self.headers.get("X-Part") == "main"  # the log below the main part is followed by itself
+        source, log = ("none", None) if refresh else self._log_page(job_id, data, first, line)
+        final = record.get("status") in FINAL_WORDS and source != "live"
+        values = {**data, "job_id": job_id, "log": log, "log_source": source,
+                  "follow": not final and first == 0}
+        title = f"{record.get('kind')} of {record.get('branch')} {str(record.get('sha'))[:7]}"
+        self.send_view("job.html", title, values, False, "jobs")
+
+    def _log_page(self, job_id: str, data: dict, first: int, line: int | None):
+        """("stored" | "live" | "none", the page of the log from `first`)."""
+        if data["stored_log"]:
+            key = f"jobs/{job_id}/log.txt"
+            return "stored", logpage.stored_page(lambda: self.data.stored_value(key), first, line)
+        if data["log_url"] and data["job"].get("status") not in FINAL_WORDS:
+            page = logpage.live_page(data["log_url"], job_id, max(first, 0), line or 1)
+            return ("live", page) if page else ("none", None)
+        return "none", None
+
+    def log_part(self, job_id: str, url) -> None:
+        """The lines of a job's log from ?from=N (numbered from ?line=K) as HTML, for the page that follows it."""
+        data = self.data.job(job_id)
+        if data is None:
+            return self.not_found()
+        first, line = logpage.parse_position(parse_qs(url.query))
+        source, log = self._log_page(job_id, data, max(first, 0), line or 1)
+        headers = {"X-Log-Source": source}
+        if log is not None:
+            headers.update({"X-Next-Offset": str(log.next), "X-Next-Line": str(log.next_line),
+                            "X-Log-More": "1" if log.more else "0", "X-Log-Complete": "1" if log.complete else "0"})
+        else:
+            headers["X-Log-Complete"] = "1" if data["job"].get("status") in FINAL_WORDS else "0"
+        body = render.render("log_part.html", {"log": log}) if log and log.lines else ""
+        self.send(200, "text/html; charset=utf-8", body.encode(), secrets.token_urlsafe(18), headers)
+
+    def send_view(self, template: str, title: str, data: dict, wants_json: bool, here: str | None = None) -> None:
+        if wants_json:
+            body = json.dumps(data, indent=1, default=_jsonable).encode()
             return self.send(200, "application/json", body)
         nonce = secrets.token_urlsafe(18)
-        self.send(200, "text/html; charset=utf-8", pages.page(title, view, nonce).encode(), nonce)
+        part = self.headers.get("X-Part") == "main"
+        html = render.render(template, {**data, "title": title, "nonce": nonce, "here": here or title}, part)
+        self.send(200, "text/html; charset=utf-8", html.encode(), nonce)
 
     # --- files ----------------------------------------------------------
 
@@ -211,6 +266,11 @@ def security_headers(nonce: str | None) -> dict:
               "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
     return {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": policy,
             "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+
+
+def _jsonable(value):
+    """What json cannot write by itself: a log page's named tuple is written by its fields."""
+    return value._asdict() if hasattr(value, "_asdict") else str(value)
 
 
 def _page_number(text: str) -> int:

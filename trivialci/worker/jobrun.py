@@ -272,7 +272,7 @@ class JobRun:
                 "attempt": package["attempt"], "queued": package.get("queued"), "started": started, "ended": ended,
                 "queue_wait": seconds_between(package.get("queued"), started),
                 "run_time": seconds_between(started, ended), "exit_code": exit_code, "reason": reason, "files": [],
-                **{key: package[key] for key in STAGE_FIELDS if key in package}}
+                **{key: package[key] for key in (*STAGE_FIELDS, "subject", "author") if key in package}}
 
     def _upload(self) -> None:
         """files/ emptied, log.txt and files/ stored, job.json last; what the store refused makes the job

@@ -18,15 +18,24 @@ from ..git.commands import check_branch, check_repo, check_sha
 from ..hub.fields import TRUST_CHECKS
 from ..hub.state import HubState
 from ..jobs import (BUILD_TIMEOUT, MAX_REASON_CHARS, RUNNING, JobStatus, check_attempt, check_fields, check_job_id,
-                    check_kind, check_params, check_plan, check_reason, check_stage, check_time, check_timeout,
-                    check_upstream, iso_now, optional)
+                    check_kind, check_params, check_plan, check_reason, check_stage, check_text, check_time,
+                    check_timeout, check_upstream, iso_now, optional)
 from ..spool.delivery import emit
+
+MAX_SHOWN_CHARS = 200
+
+
+def check_shown(value) -> str:
+    """A commit's subject or author, shown in the job's record: one line of text."""
+    return check_text(value, "subject or author", MAX_SHOWN_CHARS).split("\n", 1)[0]
+
 
 START_WORK_FIELDS = {"job": check_job_id, "repo": check_repo, "branch": check_branch, "sha": check_sha,
                      "kind": check_kind, "attempt": check_attempt, "params": check_params,
                      "queued": optional(check_time), "timeout": check_timeout, **TRUST_CHECKS,
                      "push": check_job_id, "stage": check_stage, "upstream": check_upstream, "plan": check_plan,
-                     "rebuild_of": check_job_id}  # a job of a push in stages (hub/stages.py)
+                     "rebuild_of": check_job_id,  # a job of a push in stages (hub/stages.py)
+                     "subject": optional(check_shown), "author": optional(check_shown)}
 STOP_STATUSES = (JobStatus.CANCELLED, JobStatus.SUPERSEDED)
 
 
