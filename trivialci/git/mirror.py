@@ -109,9 +109,11 @@ class Mirror:
     def describe(self, sha: str) -> dict:
         """{"subject", "author"} of commit `sha`, each one line of printable text a person reads (commit_text);
         {} when git cannot say (the commit is gone): a push is queued without them rather than refused."""
+        show = ["show", "-s", "--no-show-signature", "--format=%s%x00%an", "--end-of-options", check_sha(sha)]
         try:
-            shown = run_git(["show", "-s", "--no-show-signature", "--format=%s%x00%an", "--end-of-options",
-                             self._ensure_commit(sha)], self.path, 60)
+            if not self.path.is_dir() or not self.has_commit(sha):
+                self._fetch_missing(sha)
+            shown = run_git(show, self.path, 60)
         except (GitError, BadInput):
             return {}
         subject, _, author = shown.partition("\0")
