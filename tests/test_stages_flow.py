@@ -129,7 +129,10 @@ def test_rebuild_of_a_passed_and_of_a_failed_job_with_the_later_stages(ci, origi
     assert rebuilt[jobs["test"]["job"]]["status"] == "FAILED"
     assert rebuilt[jobs["deploy"]["job"]]["status"] == "SKIPPED"
     refused = run_cli("rebuild", jobs["deploy"]["job"], "--wait", "--timeout", "30", "--spool", ci["spool"])
-    assert refused.returncode == 1 and "rebuild the job it waited for" in refused.stdout
+    assert refused.returncode == 2 and "rebuild the job it waited for" in refused.stderr  # said at once
+    unknown = run_cli("rebuild", "20261125T000000Z-0000a1", "--spool", ci["spool"])
+    assert unknown.returncode == 2 and "no job 20261125T000000Z-0000a1 in the hub's state" in unknown.stderr
+    assert unknown.stderr.count("\n") == 1 and not list((ci["spool"] / "inbox").glob("rebuild.*"))
     bad = run_cli("rebuild", "nope", "--spool", ci["spool"])
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "is not a job id" in bad.stderr
 

@@ -9,7 +9,7 @@ import click
 
 from .. import git
 from ..errors import BadInput
-from ..hub import requests, retention, verify
+from ..hub import requests, retention, stages, verify
 from ..hub.jobview import format_jobs, jobs_summary
 from ..hub.state import HubState
 from ..jobs import is_job_id
@@ -89,7 +89,9 @@ def rebuild(spool, job, downstream, wait, timeout):
     """Run a job that is over again, as a new job: the same repository, sha, kind and parameters."""
     if not is_job_id(job):
         raise BadInput(f"{job!r} is not a job id (YYYYmmddTHHMMSSZ-xxxxxx): see `trivialci jobs`")
-    request = requests.request_rebuild(existing_spool(spool), job, downstream)
+    spool = existing_spool(spool)
+    stages.rebuildable(HubState(spool), job)  # said at once; the hub checks again when it runs the request
+    request = requests.request_rebuild(spool, job, downstream)
     click.echo(f"requested {request}: {job} again" + (", then the later stages of its push" if downstream else ""))
     if wait:
         sys.exit(requests.wait_for_request(spool, request, timeout, lambda line: click.echo(printable(line))))

@@ -129,6 +129,14 @@ def _holder(job: dict):
 def rebuild(state: HubState, job_id: str, downstream: bool = False) -> list[dict]:
     """Queue a final job again as a new job; with `downstream`, the later stages of its push after it.
     BadInput (nothing changes) for a job the hub does not know or that is not over."""
+    again = _again(rebuildable(state, job_id))
+    jobs = [_file(state, again, first=True, hold=_holder(again))]
+    return jobs + (_downstream(state, state.job(job_id), again) if downstream else [])
+
+
+def rebuildable(state: HubState, job_id: str) -> dict:
+    """The job, if it can run again: one the hub knows, that is over and was not skipped; BadInput saying why
+    not otherwise (`trivialci rebuild` asks this first, to answer at once)."""
     job = state.job(job_id)
     if job is None:
         raise BadInput(f"no job {job_id} in the hub's state: see `trivialci jobs` (a job pruned from it cannot be "
@@ -139,9 +147,7 @@ def rebuild(state: HubState, job_id: str, downstream: bool = False) -> list[dict
     if status is JobStatus.SKIPPED:
         raise BadInput(f"{job_id} was SKIPPED ({job.get('reason')}): rebuild the job it waited for, with "
                        "--downstream")
-    again = _again(job)
-    jobs = [_file(state, again, first=True, hold=_holder(again))]
-    return jobs + (_downstream(state, job, again) if downstream else [])
+    return job
 
 
 def _again(job: dict, **changes) -> dict:
