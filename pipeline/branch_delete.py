@@ -6,8 +6,8 @@ import sys
 
 from trivialci import TrivialCiError
 from trivialci.git import check_branch, check_repo
-from trivialci.hub import HubState, cancel_running, end_queued, refuse_off_hub
-from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus
+from trivialci.hub import HubState, end_job, refuse_off_hub
+from trivialci.jobs import JobStatus
 
 refuse_off_hub("branch_delete")  # a hub's event dropped into a worker's inbox changes nothing there
 
@@ -19,11 +19,8 @@ def main(payload: dict) -> None:
     for job_id in state.branch_jobs(repo, branch):
         job = state.job(job_id)
         reason = f"branch {branch} was deleted"
-        if job and job["status"] in UNDISPATCHED:
-            end_queued(state, job, JobStatus.CANCELLED, reason)
-        elif job and JobStatus(job["status"]) in RUNNING:
-            cancel_running(state, job, JobStatus.CANCELLED, reason)
-        print(f"cancelled {job_id}: {reason}")
+        if job and end_job(state, job, JobStatus.CANCELLED, reason):
+            print(f"cancelled {job_id}: {reason}")
 
 
 if __name__ == "__main__":

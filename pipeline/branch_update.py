@@ -13,9 +13,9 @@ import sys
 from trivialci import TrivialCiError
 from trivialci.forge import forge_fields
 from trivialci.git import Mirror
-from trivialci.hub import (TRUST_FIELDS, HubState, boot_workers, cancel_running, check_branch_update, dispatch,
-                           end_queued, plan_stages, queue_push, refresh_pipeline_if_source, refuse_off_hub)
-from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus, is_kind
+from trivialci.hub import (TRUST_FIELDS, HubState, boot_workers, check_branch_update, dispatch, end_job, plan_stages,
+                           queue_push, refresh_pipeline_if_source, refuse_off_hub)
+from trivialci.jobs import JobStatus, is_kind
 
 refuse_off_hub("branch_update")  # a hub's event dropped into a worker's inbox changes nothing there
 
@@ -98,12 +98,9 @@ def supersede(state: HubState, repo: str, branch: str, sha: str) -> None:
         job = state.job(job_id)
         if not job or job["sha"] == sha:
             continue
-        if job["status"] in UNDISPATCHED:  # queued, or waiting for an earlier stage: the whole chain goes
-            end_queued(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
-            print(f"superseded {job_id} ({job['status'].lower()})")
-        elif JobStatus(job["status"]) in RUNNING and job.get("worker"):
-            cancel_running(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}")
-            print(f"superseding {job_id} (running on {job['worker']})")
+        # queued, waiting for an earlier stage, or running: the whole chain goes
+        if end_job(state, job, JobStatus.SUPERSEDED, f"a newer push of {branch}: {sha[:12]}"):
+            print(f"superseded {job_id} ({job['status'].lower()}{' on ' + job['worker'] if job.get('worker') else ''})")
 
 
 if __name__ == "__main__":

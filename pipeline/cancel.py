@@ -5,8 +5,8 @@ import os
 import sys
 
 from trivialci import TrivialCiError
-from trivialci.hub import HubState, cancel_running, end_queued, refuse_off_hub
-from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus, check_job_id
+from trivialci.hub import HubState, end_job, refuse_off_hub
+from trivialci.jobs import JobStatus, check_job_id
 
 refuse_off_hub("cancel")  # a hub's event dropped into a worker's inbox changes nothing there
 
@@ -19,8 +19,7 @@ state = HubState.open(os.environ["TRIVIALCI_SPOOL"])
 job = state.job(job_id)
 if job is None:
     sys.exit(f"no job {job_id} in this hub's state")
-if job["status"] in UNDISPATCHED:
-    end_queued(state, job, JobStatus.CANCELLED, "cancelled by request")
-elif JobStatus(job["status"]) in RUNNING:
-    cancel_running(state, job, JobStatus.CANCELLED, "cancelled by request")
-print(f"{job['job']} was {job['status']}: cancelling")
+if end_job(state, job, JobStatus.CANCELLED, "cancelled by request"):
+    print(f"{job['job']} was {job['status']}: cancelling")
+else:
+    print(f"{job['job']} is over ({job['status']}): nothing to cancel")

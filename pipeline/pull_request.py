@@ -22,9 +22,9 @@ import sys
 from trivialci import TrivialCiError
 from trivialci.forge import forge_fields, pull_request_fields
 from trivialci.git import Mirror, check_branch, check_repo, check_sha
-from trivialci.hub import (HubState, boot_workers, cancel_running, dispatch, end_queued, hold_job, plan_stages,
-                           queue_push, refuse_off_hub)
-from trivialci.jobs import RUNNING, UNDISPATCHED, JobStatus
+from trivialci.hub import (HubState, boot_workers, dispatch, end_job, hold_job, plan_stages, queue_push,
+                           refuse_off_hub)
+from trivialci.jobs import JobStatus
 
 refuse_off_hub("pull_request")  # a hub's event dropped into a worker's inbox changes nothing there
 
@@ -82,11 +82,8 @@ def end_jobs(state: HubState, repo: str, branch: str, status: JobStatus, reason:
         job = state.job(job_id)
         if not job or job["sha"] == keep:
             continue
-        if job["status"] in UNDISPATCHED:
-            end_queued(state, job, status, reason)
-        elif JobStatus(job["status"]) in RUNNING and job.get("worker"):
-            cancel_running(state, job, status, reason)
-        print(f"{status.value.lower()} {job_id}: {reason}")
+        if end_job(state, job, status, reason):
+            print(f"{status.value.lower()} {job_id}: {reason}")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ import io
 import json
 import os
 import runpy
+import shutil
 import sys
 import time
 from pathlib import Path
 
+from trivialci.hub import HubState
+from trivialci.hub.verify import compare, fold_files
 from trivialci.spool.layout import hub_dir, worker_dir
 
 PIPELINE = Path(__file__).resolve().parent.parent / "pipeline"
@@ -136,3 +139,13 @@ def beat(spool: Path, worker: str, pid: int, alive: bool) -> None:
     if not alive:
         old = time.time() - 3600
         os.utime(node.heartbeat, (old, old))
+
+
+def assert_rebuilt_equals_live(spool: Path) -> None:
+    """`trivialci state verify` finds no difference, and state/ deleted and rebuilt holds the same files."""
+    verdict = compare(spool)
+    assert verdict.differences == [], "\n".join(verdict.differences)
+    live = fold_files(spool / "state")
+    shutil.rmtree(spool / "state")
+    HubState.open(spool)
+    assert fold_files(spool / "state") == live

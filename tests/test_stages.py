@@ -7,15 +7,13 @@ state it replaced.
 """
 
 import json
-import shutil
 
 import pytest
-from hubsim import SimulatedHub, beat
+from hubsim import SimulatedHub, assert_rebuilt_equals_live, beat
 
 import trivialci
 from trivialci.errors import BadInput
 from trivialci.hub import HubState, plan_stages
-from trivialci.hub.verify import compare, fold_files
 from trivialci.spool.layout import worker_dir
 
 START = 1_790_000_000.0
@@ -81,15 +79,6 @@ def hub(tmp_path):
     return Hub(tmp_path / "spool")
 
 
-def rebuilt_equals_live(spool):
-    verdict = compare(spool)
-    assert verdict.differences == [], "\n".join(verdict.differences)
-    live = fold_files(spool / "state")
-    shutil.rmtree(spool / "state")
-    HubState.open(spool)
-    assert fold_files(spool / "state") == live
-
-
 def test_file_names_give_the_stages_in_order_and_files_without_a_number_come_first():
     assert plan_stages(["20-deploy", "build", "10-test", "10-lint", "notes~", "07-x"]) == [
         (0, "build"), (7, "x"), (10, "lint"), (10, "test"), (20, "deploy")]
@@ -130,7 +119,7 @@ def test_stages_run_in_order_each_with_the_earlier_jobs_as_its_upstream(hub):
     assert sorted(item["kind"] for item in deploy["upstream"]) == ["build", "lint", "test"]
     assert {item["job"] for item in deploy["upstream"]} == {build["job"], test["job"], lint["job"]}
     assert {job["status"] for job in hub.jobs()} == {"PASSED"}
-    rebuilt_equals_live(hub.spool)
+    assert_rebuilt_equals_live(hub.spool)
 
 
 def test_a_failed_build_skips_the_later_stages_with_the_reason_and_they_never_run(hub):
@@ -142,7 +131,7 @@ def test_a_failed_build_skips_the_later_stages_with_the_reason_and_they_never_ru
     assert {jobs[kind]["reason"] for kind in ("lint", "test", "deploy")} == {"skipped: build FAILED"}
     assert all(hub.offer(worker) is None for worker in ("t1", "l1", "d1"))
     assert not list((hub.spool / "state" / "queue").glob("*/*.json"))
-    rebuilt_equals_live(hub.spool)
+    assert_rebuilt_equals_live(hub.spool)
 
 
 def test_a_failure_in_the_middle_stage_skips_only_what_follows(hub):
@@ -153,7 +142,7 @@ def test_a_failure_in_the_middle_stage_skips_only_what_follows(hub):
     jobs = hub.by_kind()
     assert (jobs["deploy"]["status"], jobs["deploy"]["reason"]) == ("SKIPPED", "skipped: test FAILED")
     assert hub.offer("d1") is None
-    rebuilt_equals_live(hub.spool)
+    assert_rebuilt_equals_live(hub.spool)
 
 
 def test_a_newer_push_supersedes_the_whole_chain(hub):
@@ -165,7 +154,7 @@ def test_a_newer_push_supersedes_the_whole_chain(hub):
         "lint": "SUPERSEDED", "test": "SUPERSEDED", "deploy": "SUPERSEDED"}
     cancel = list(worker_dir(hub.spool, "b1").inbox.glob("cancel_work.*.json"))
     assert [json.loads(c.read_text())["job"] for c in cancel] == [first["build"]["job"]]
-    rebuilt_equals_live(hub.spool)
+    assert_rebuilt_equals_live(hub.spool)
 
 
 def test_cancelling_the_running_stage_skips_the_rest(hub):
@@ -175,7 +164,7 @@ def test_cancelling_the_running_stage_skips_the_rest(hub):
     hub.report("b1", package, "CANCELLED", ended="2026-09-22T00:01:00.000Z", reason="cancelled by request")
     hub.hub.drain()
     assert {job["reason"] for job in hub.jobs() if job["job"] != build["job"]} == {"skipped: build CANCELLED"}
-    rebuilt_equals_live(hub.spool)
+    assert_rebuilt_equals_live(hub.spool)
 
 
 def test_a_rebuild_of_a_failed_job_with_downstream_runs_the_later_stages_on_its_artifacts(hub):
@@ -194,7 +183,7 @@ def test_a_rebuild_of_a_failed_job_with_downstream_runs_the_later_stages_on_its_
     ran = hub.run("t1")
     assert ran["job"] == again["job"] and ran["rebuild_of"] == test["job"]
     assert hub.run("d1")["job"] == deploy["job"]
-    rebuilt_equals_live(hub.spool)
+    assert_rebuilt_equals_live(hub.spool)
 
 
 def test_a_rebuild_of_a_passed_job_is_a_new_job_of_the_same_sha_and_kind(hub):
@@ -207,7 +196,7 @@ def test_a_rebuild_of_a_passed_job_is_a_new_job_of_the_same_sha_and_kind(hub):
     assert {key: again[key] for key in ("repo", "branch", "sha", "kind", "params", "push", "stage", "upstream")} == \
         {key: build[key] for key in ("repo", "branch", "sha", "kind", "params", "push", "stage", "upstream")}
     assert HubState(hub.spool).job(again["job"])["status"] == "PASSED"
-    rebuilt_equals_live(hub.spool)
+    assert_rebuilt_equals_live(hub.spool)
 
 
 def test_a_rebuild_of_a_running_skipped_or_unknown_job_is_refused_with_the_reason(hub):
@@ -302,4 +291,4 @@ def test_a_forks_pull_request_in_stages_holds_each_later_stage_for_its_own_appro
     hub.emit("approve", {"job": test["job"], "sha": "b" * 40, "by": "maintainer"})
     hub.hub.drain()
     assert hub.run("t1")["job"] == test["job"]
-    rebuilt_equals_live(hub.spool)
+    assert_rebuilt_equals_live(hub.spool)

@@ -26,7 +26,8 @@ from .state import HubState, heartbeat_age
 from .fields import check_log_url, check_work_required, check_worker_process
 from ..spool.layout import worker_dir
 from ..errors import TrivialCiError
-from ..jobs import BUILD_TIMEOUT, MAX_ATTEMPT, RUNNING, STAGE_FIELDS, JobStatus, check_params, check_timeout, iso_now
+from ..jobs import (BUILD_TIMEOUT, MAX_ATTEMPT, RUNNING, STAGE_FIELDS, UNDISPATCHED, JobStatus, check_params,
+                    check_timeout, iso_now)
 from ..store import open_store
 
 LOST_AFTER = float(os.environ.get("TRIVIALCI_LOST_AFTER", 30.0))  # the hub's environment may shorten it
@@ -150,6 +151,18 @@ def requeue_lost(state: HubState) -> list[str]:
             _lose(state, job, f"worker {worker['name']} stopped answering")
             requeued.append(job["job"])
     return requeued
+
+
+def end_job(state: HubState, job: dict, status: JobStatus, reason: str) -> bool:
+    """End a job that is not over, however far it got: at once when no worker has it (held, queued, waiting),
+    on its worker when one has it (the worker reports `status`); False for a job that is over already."""
+    if job["status"] in UNDISPATCHED:
+        end_queued(state, job, status, reason)
+    elif JobStatus(job["status"]) in RUNNING and job.get("worker"):
+        cancel_running(state, job, status, reason)
+    else:
+        return False
+    return True
 
 
 def end_queued(state: HubState, job: dict, status: JobStatus, reason: str) -> dict:
