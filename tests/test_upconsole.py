@@ -1,5 +1,6 @@
 """`trivialci up` talks in jobs: one line per job change, warnings, and the nodes' own log in a file."""
 
+import json
 import os
 import re
 import signal
@@ -8,6 +9,8 @@ from conftest import wait_for
 from gitrepo import IDENTITY, Origin, git
 from test_flow import BUILD_FAILS, BUILD_OK
 
+from trivialci.cli.upconsole import JobConsole
+from trivialci.spool.layout import hub_dir
 from trivialci.up import local_worker_pids
 
 
@@ -70,3 +73,38 @@ def test_up_verbose_shows_the_nodes_log_on_the_console_too(tmp_path, start_node)
     finally:
         assert up.stop(signal.SIGINT, timeout=60) == 0, up.stderr()
     assert "gitwatcher: watching" in (tmp_path / "ciwork" / "up.log").read_text()
+
+
+JOB = {"job": "20261202T094904Z-6d8e2e", "repo": "/r.git", "branch": "main", "sha": "066fcd4" + "0" * 33,
+       "kind": "build", "attempt": 1, "worker": "build-1", "run_time": 0.04}
+
+
+def test_a_job_that_went_further_between_two_looks_is_told_queued_started_and_ended_in_order(tmp_path):
+    """A fast hub queues, hands over and ends a job within one look: the console still tells each change once."""
+    spool = tmp_path / "spool"
+    hub_dir(spool).create()
+    lines = []
+    console = JobConsole(spool, "http://127.0.0.1:8080/", tmp_path / "up.log", lines.append)
+    jobs = spool / "state" / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    (jobs / f"{JOB['job']}.json").write_text(json.dumps({**JOB, "status": "PASSED"}))
+    console.poll()
+    console.poll()
+    assert lines == ["main 066fcd4 build queued", "main 066fcd4 build started on build-1",
+                     f"main 066fcd4 build PASSED 0.0s http://127.0.0.1:8080/jobs/{JOB['job']}"]
+
+
+def test_a_job_skipped_while_it_waited_is_not_told_queued(tmp_path):
+    spool = tmp_path / "spool"
+    hub_dir(spool).create()
+    lines = []
+    console = JobConsole(spool, None, tmp_path / "up.log", lines.append)
+    jobs = spool / "state" / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    waiting = {key: value for key, value in JOB.items() if key != "worker"}
+    (jobs / f"{JOB['job']}.json").write_text(json.dumps({**waiting, "status": "WAITING", "stage": 10}))
+    console.poll()
+    (jobs / f"{JOB['job']}.json").write_text(json.dumps({**waiting, "status": "SKIPPED", "reason": "skipped: x"}))
+    console.poll()
+    assert [line.split(" ", 3)[3] for line in lines] == [
+        "waits for an earlier stage (stage 10)", f"SKIPPED 0.0s (skipped: x) ({JOB['job']})"]

@@ -1,6 +1,6 @@
 """What `trivialci up` prints: one line per job change a person wants to see, and warnings.
 
-    main 3f9a61e build queued
+    main 3f9a61e build queued                  (once; told before the start, if it started between two looks)
     main 3f9a61e build started on build-1      (told before the end, if it ended between two looks)
     main 3f9a61e build PASSED 0.3s http://127.0.0.1:8080/jobs/20261202T074205Z-1a2b3c
     fix/x 1b2c3d4 build FAILED 1.2s (exit status 3) http://127.0.0.1:8080/jobs/...
@@ -27,6 +27,8 @@ from ..web.pushes import is_push_event
 
 FINAL_WORDS = {status.value for status in FINAL}
 RUNNING_WORDS = {status.value for status in RUNNING}
+NOT_YET_QUEUED = (None, JobStatus.WAITING.value, JobStatus.HELD.value)  # what was told of a job a worker took
+NOT_YET_STARTED = (*NOT_YET_QUEUED, JobStatus.QUEUED.value)
 LOG_NAME = "up.log"
 SHOWN_STARTS = ("Error: ", "Traceback")  # a node that refused to start, or a bug: said on the console too
 MAX_TAIL = 1 << 20  # bytes of the log copied to the console in one poll
@@ -69,7 +71,9 @@ class JobConsole:
             return
         status, before = job.get("status"), self.told.get(name)
         word = "started" if status in RUNNING_WORDS else status
-        if word in FINAL_WORDS and before in (None, JobStatus.QUEUED.value) and job.get("worker"):
+        if job.get("worker") and before in NOT_YET_QUEUED and word != JobStatus.QUEUED.value:
+            self.say(self.line(job, JobStatus.QUEUED.value))  # queued and handed over between two looks
+        if word in FINAL_WORDS and before in NOT_YET_STARTED and job.get("worker"):
             self.say(self.line(job, "started"))  # it started and ended between two looks
         if word != before and not (word == "started" and before in FINAL_WORDS):
             self.told[name] = word
