@@ -200,10 +200,12 @@ class Node:
         try:
             self._collect_exited()
             self._enforce_deadlines()
+            # Before the next script starts: a hub script that rebuilds state/ must find every event handled
+            # before it in done/ (an outcome recorded later would be missing from the rebuild for good).
+            self._record_pending()
             if not self.stopping and self._may_claim():
                 self._look_at_inbox()
                 self._start_what_fits()
-            self._record_pending()  # after the next script started: its run hides the fsyncs of recording
             self._chores()
             self.blocking.back_off()  # still blocked after a retry: wait longer for the next one
         except Exception:
