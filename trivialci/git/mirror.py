@@ -111,9 +111,7 @@ class Mirror:
         {} when git cannot say (the commit is gone): a push is queued without them rather than refused."""
         show = ["show", "-s", "--no-show-signature", "--format=%s%x00%an", "--end-of-options", check_sha(sha)]
         try:
-            if not self.path.is_dir() or not self.has_commit(sha):
-                self._fetch_missing(sha)
-            shown = run_git(show, self.path, 60)
+            shown = self._with_commit(sha, lambda: run_git(show, self.path, 60))
         except (GitError, BadInput):
             return {}
         subject, _, author = shown.partition("\0")
@@ -129,31 +127,17 @@ class Mirror:
         process when the mirror has the commit, as it does after a push's fetch); the commit is looked for,
         and fetched if missing, only when that fails."""
         spec = f"{check_sha(sha)}:{tree_path(path)}"
-        if self.path.is_dir():
-            try:
-                return run([*command, "--end-of-options", spec], self.path, self.timeout)
-            except GitError:
-                if self.has_commit(sha):
-                    return None  # the commit is there, the path is not (or not of that kind)
-        self._fetch_missing(sha)
         try:
-            return run([*command, "--end-of-options", spec], self.path, self.timeout)
+            return self._with_commit(sha, lambda: run([*command, "--end-of-options", spec], self.path, self.timeout))
         except GitError:
-            return None
+            return None  # the commit is there, the path is not (or not of that kind)
 
     def add_worktree(self, sha: str, dest) -> Path:
         """Check out commit `sha` (detached) into the new directory `dest`; fetch if the mirror lacks it.
         Tried at once (one git process when the mirror has the commit, as it has after the hub's fetch of a
         shared mirror); `git worktree add` of a missing commit fails before it makes anything."""
         sha, dest = check_sha(sha), Path(os.path.abspath(dest))
-        if self.path.is_dir():
-            try:
-                return self._add_worktree(sha, dest)
-            except GitError:
-                if self.has_commit(sha):
-                    raise
-        self._fetch_missing(sha)
-        return self._add_worktree(sha, dest)
+        return self._with_commit(sha, lambda: self._add_worktree(sha, dest))
 
     def _add_worktree(self, sha: str, dest: Path) -> Path:
         with self._locked(fcntl.LOCK_SH):
@@ -226,6 +210,19 @@ class Mirror:
             if not os.path.exists(checkout_link):
                 return True
         return False
+
+    def _with_commit(self, sha: str, attempt):
+        """attempt()'s result, tried at once (one git process when the mirror has the commit); when it fails for
+        want of the commit, the commit is fetched and it is tried again. GitError when it fails with the commit
+        there; BadInput when the repository has the commit no more."""
+        if self.path.is_dir():
+            try:
+                return attempt()
+            except GitError:
+                if self.has_commit(sha):
+                    raise
+        self._fetch_missing(sha)
+        return attempt()
 
     def _fetch_missing(self, sha: str) -> None:
         """Fetch a commit the mirror lacks; BadInput when the repository has it no more."""
