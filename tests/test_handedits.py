@@ -145,3 +145,28 @@ def test_state_verify_prints_each_difference_of_a_tampered_state_and_exits_1(spo
     assert any(line.startswith("PAUSE: in state/, not in the rebuild (PAUSE made by hand") for line in lines)
     assert "jobs/20990101T000000Z-aaaaaa.json: in state/, not in the rebuild" in lines, "a link is not followed"
     assert lines[-1] == "state/ differs from its rebuild from the event log in 6 places"
+
+
+def test_a_job_handed_out_after_pause_was_removed_by_hand_follows_the_resume_in_the_log(spool):
+    """The dispatch that hands out a job records a PAUSE removed by hand first: a rebuild at once keeps the resume."""
+    hub = SimulatedHub(spool, 1_790_000_000.0)
+    beat(spool, "w1", 7, alive=True)
+    (spool / "state").mkdir(parents=True, exist_ok=True)
+    (spool / "state" / "PAUSE").write_text("freeze\n")
+    trivialci.emit("tick", {"at": 1_790_000_000}, spool=spool)
+    trivialci.emit("branch_update", {"repo": "/srv/app.git", "branch": "main", "old": None, "new": "a" * 40,
+                                     "kinds": ["build"]}, spool=spool)
+    trivialci.emit("work_required", {"worker": "w1", "kind": "build"}, spool=spool)
+    hub.drain()
+    assert [e["reason"] for e in recorded(spool, "pause")] == ["freeze"] and not handed_out(spool)
+
+    (spool / "state" / "PAUSE").unlink()  # and no tick comes before the next dispatch
+    trivialci.emit("work_required", {"worker": "w1", "kind": "build"}, spool=spool)
+    hub.drain()
+    assert len(handed_out(spool)) == 1
+    assert [e["by"] for e in recorded(spool, "resume")] == ["hand"]
+
+    remove_state(spool)
+    state = HubState.open(spool)
+    assert not state.paused(), "the rebuilt hub is not paused again"
+    assert [job["status"] for job in state.recent_jobs(10)] == ["STARTING"]

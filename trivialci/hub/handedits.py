@@ -11,6 +11,10 @@ view and records each difference through the same path as any change:
                                       is the first line of what PAUSE holds
   rm state/PAUSE                      paused.json exists and PAUSE does not: a `resume` event
 
+A change of PAUSE is also recorded by every dispatch before it looks at
+PAUSE (pause.notice_by_hand), so a job handed out after a person removed PAUSE
+always follows the `resume` in the log.
+
 The queued jobs are found through branches/ (every job that is not final is
 listed there), so a tick reads the branch records, the jobs they list, and the
 queue's directory listings: not every job the state holds. A job is read
@@ -24,11 +28,10 @@ it, and a rebuild undoes it.
 
 import os
 
-from . import eventlog, pause
+from . import pause
 from .scheduling import end_queued
 from .state import SAFE_NAME, HubState, _list
 from ..jobs import JobStatus
-from ..spool import files
 
 REMOVED = "removed from the queue by hand"
 
@@ -64,23 +67,8 @@ def _queued_jobs(state: HubState) -> list[dict]:
 
 
 def _paused_by_hand(state: HubState) -> list[str]:
-    switched, recorded = pause.is_switched(state), pause.is_recorded(state)
-    if switched and not recorded:
-        reason = pause.reason_of(_first_line(pause.SWITCH, state.root))
-        eventlog.record(state, "pause", {"reason": reason, "by": "hand"})
-        return [f"state/PAUSE was created by hand: dispatch paused ({reason})"]
-    if recorded and not switched:
-        eventlog.record(state, "resume", {"reason": "state/PAUSE was removed by hand", "by": "hand"})
-        return ["state/PAUSE was removed by hand: dispatch resumed"]
-    return []
-
-
-def _first_line(relative: str, root) -> str:
-    """What a person wrote into PAUSE (read as input: no link followed, no FIFO waited on, bounded)."""
-    try:
-        return files.read_regular(relative, 4096, root=root).decode("utf-8", "replace")
-    except OSError:
-        return ""
+    line = pause.notice_by_hand(state)
+    return [line] if line else []
 
 
 def _exists(path) -> bool:

@@ -6,13 +6,17 @@
 A `pause` event ({"reason": TEXT}) makes paused.json and, if it is missing,
 PAUSE; a `resume` event removes both. Each acts only on a change of
 paused.json, so an event applied twice (live, then when the hub handles it)
-never undoes what a person did in between. The hub's tick records a PAUSE made
-or removed by hand as one of these events (handedits.py), so that a rebuild of
-state/ from done/ pauses dispatch again.
+never undoes what a person did in between. A PAUSE made or removed by hand is
+recorded as one of these events (`notice_by_hand`) by the hub's tick and by
+every dispatch before it looks at PAUSE, so that no job is handed out under a
+switch the event log does not know, and a rebuild of state/ from done/ pauses
+dispatch again.
 """
 
 import os
 
+from . import eventlog
+from ..spool import files
 from ..spool.atomic import remove_if_present, write_atomically
 
 SWITCH = "PAUSE"
@@ -29,6 +33,27 @@ def apply(state, event_type: str, payload: dict, at: str) -> None:
     elif event_type == "resume" and is_recorded(state):
         remove_if_present(RECORD, root=state.root)
         remove_if_present(SWITCH, root=state.root)
+
+
+def notice_by_hand(state) -> str | None:
+    """Record PAUSE made or removed by hand since the log last said; a line for the log, or None if nothing changed."""
+    switched, recorded = is_switched(state), is_recorded(state)
+    if switched and not recorded:
+        reason = reason_of(_first_line(state.root))
+        eventlog.record(state, "pause", {"reason": reason, "by": "hand"})
+        return f"state/PAUSE was created by hand: dispatch paused ({reason})"
+    if recorded and not switched:
+        eventlog.record(state, "resume", {"reason": "state/PAUSE was removed by hand", "by": "hand"})
+        return "state/PAUSE was removed by hand: dispatch resumed"
+    return None
+
+
+def _first_line(root) -> str:
+    """What a person wrote into PAUSE (read as input: no link followed, no FIFO waited on, bounded)."""
+    try:
+        return files.read_regular(SWITCH, 4096, root=root).decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def restored(state) -> None:

@@ -19,7 +19,7 @@ import json
 import os
 
 from ..errors import BadInput
-from . import eventlog
+from . import eventlog, pause
 from ..spool.delivery import emit
 from ..spool.heartbeat import read_heartbeat
 from .state import HubState, heartbeat_age
@@ -70,6 +70,8 @@ def dispatch(state: HubState, workers: list[str] | None = None) -> list[tuple[st
     waits beside a queued job of its kind, and a tick dispatches to all).
     """
     handed = []
+    if (line := pause.notice_by_hand(state)) is not None:
+        print(line, flush=True)  # into the log of the event whose script dispatches
     if state.paused() or not any(state.queued(kind) for kind in state.queued_kinds()):
         return handed
     candidates = state.workers() if workers is None else [w for w in map(state.worker, workers) if w]
