@@ -2,8 +2,7 @@
 
 1. delivered   signed GitHub push -> 202 (answered once the event is in the hub's inbox, fsynced),
                against the same event written by trivialci.emit in this process (the baseline); the
-               pushes go to four branches in turn, as pushes do (a branch name new to the endpoint
-               costs one git check-ref-format, a few ms);
+               pushes go to four branches in turn, as pushes do;
 2. started     signed push -> the first line of the repository's build script, through the real flow
                (shipped pipeline, a worker the hub booted and kept), against the same push sent as a
                branch_update by trivialci.emit (what the gitwatcher does), interleaved;

@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import pid_alive, wait_for
 from gitrepo import Origin, git
 
@@ -32,6 +34,37 @@ def test_check_branch_refuses_hostile_names(name):
 def test_check_branch_accepts_what_git_accepts(name):
     assert subprocess.run(["git", "check-ref-format", "--branch", name], capture_output=True).returncode == 0
     assert check_branch(name) == name
+
+
+REF_PIECES = ["a", "b", "é", ".", "..", "/", "//", "@", "{", "}", "@{", "-", ".lock", "lock", "HEAD", " ", "~", "^", ":",
+              "?", "*", "[", "\\", "\x7f", "\x01"]
+
+
+def git_accepts_branch(name: str) -> bool:
+    """git's own answer, outside any repository (no @{-N} to expand): the name printed back unchanged."""
+    done = subprocess.run(["git", "check-ref-format", "--branch", name], cwd="/", capture_output=True)
+    return done.returncode == 0 and done.stdout == name.encode() + b"\n"
+
+
+def accepts_branch(name: str) -> bool:
+    try:
+        return check_branch(name) == name
+    except BadInput:
+        return False
+
+
+@pytest.mark.parametrize("name", ["@", "a/@", "x.lock.y", "x/.y", "x./y", "a..b", "a/./b", "a.", "a/", "/a", "a//b",
+                                  "a@{b", "@{", "{@", "v@{ation", "foo@bar", ".a", "a.lock/b", "a/b.lock", "é.lock",
+                                  "a\x7f", "a*", "a?", "a[", "a]", "a~1", "a^", "a:b", "a\\b"], ids=repr)
+def test_check_branch_answers_as_git_does(name):
+    assert accepts_branch(name) == git_accepts_branch(name)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(REF_PIECES), min_size=1, max_size=6).map("".join))
+def test_check_branch_answers_as_git_does_for_generated_names(name):
+    """The branch rules are checked without git (a process less on each push); git is the judge here."""
+    assert accepts_branch(name) == git_accepts_branch(name)
 
 
 def test_a_name_of_255_bytes_is_accepted_and_256_refused():
