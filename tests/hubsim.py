@@ -146,6 +146,9 @@ def assert_rebuilt_equals_live(spool: Path) -> None:
     verdict = compare(spool)
     assert verdict.differences == [], "\n".join(verdict.differences)
     live = fold_files(spool / "state")
+    idle = {path[len("workers/"):-len(".json")] for path, record in live.items()
+            if path.startswith("workers/") and record.get("state") == "idle"}
+    assert {path[len("idle/"):] for path in live if path.startswith("idle/")} == idle, "state/idle/ indexes them"
     shutil.rmtree(spool / "state")
     HubState.open(spool)
     assert fold_files(spool / "state") == live

@@ -65,16 +65,16 @@ def alive(spool, worker: str) -> bool:
 def dispatch(state: HubState, workers: list[str] | None = None) -> list[tuple[str, str]]:
     """Hand the oldest queued job of each kind to an idle worker of that kind.
 
-    `workers` narrows it to those names: a worker that asks for work needs no
-    reading of every other worker's file (after each dispatch no idle worker
-    waits beside a queued job of its kind, and a tick dispatches to all).
+    The candidates are the idle workers (state/idle/, an index: a hub whose
+    thousand workers are busy reads none of their files), or only those named
+    in `workers`: a worker that asks for work needs no other worker's file.
     """
     handed = []
     if (line := pause.notice_by_hand(state)) is not None:
         print(line, flush=True)  # into the log of the event whose script dispatches
     if state.paused() or not any(state.queued(kind) for kind in state.queued_kinds()):
         return handed
-    candidates = state.workers() if workers is None else [w for w in map(state.worker, workers) if w]
+    candidates = state.idle_workers() if workers is None else [w for w in map(state.worker, workers) if w]
     for worker in candidates:
         if worker["state"] != "idle" or not state.queued(worker["kind"]):
             continue
@@ -122,10 +122,20 @@ def _hand_over(state: HubState, worker: dict, queued: tuple[dict, float]) -> str
 
 
 def kinds_without_workers(state: HubState) -> list[str]:
-    """Kinds with queued jobs and no alive worker that could take them."""
+    """Kinds with queued jobs and no alive worker that could take them.
+
+    Workers are read only when a kind waits, and only until each waiting kind
+    has an alive one: a push to a hub of a thousand workers reads a few files.
+    """
+    unserved = [kind for kind in state.queued_kinds() if state.queued(kind)]
     spool = state.node_dir.spool
-    served = {w["kind"] for w in state.workers() if w["state"] != "lost" and alive(spool, w["name"])}
-    return [kind for kind in state.queued_kinds() if state.queued(kind) and kind not in served]
+    for name in state.worker_names() if unserved else []:
+        worker = state.worker(name)
+        if worker and worker["kind"] in unserved and worker["state"] != "lost" and alive(spool, name):
+            unserved.remove(worker["kind"])
+            if not unserved:
+                break
+    return unserved
 
 
 def boot_workers(state: HubState) -> list[str]:

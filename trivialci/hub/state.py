@@ -5,6 +5,8 @@
     state/held/JOB.json            a job HELD until `trivialci approve JOB` (a fork's pull request)
     state/jobs/JOB.json            the job view: the last known status of every job
     state/workers/NAME.json        workers seen: {name, kind, state: idle|busy|lost, job, since}
+    state/idle/NAME                an empty file for each idle worker: an index of workers/, so that a
+                                   dispatch reads the idle workers' files, not every worker's
     state/branches/KEY.json        {repo, branch, jobs, sha}: the jobs of a branch not yet final, and the
                                    sha its newest job was queued for
     state/requests/REQ.json        the jobs queued for one `trivialci build` request
@@ -55,6 +57,7 @@ from .fields import check_new_job, check_work_status, check_work_required
 REPLAYED = ("work_status", "work_required", "worker_status", "pause", "resume")
 WORKER_STATES = ("idle", "lost")  # what a worker_status event may say; `busy` follows from the job handed over
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")  # event values that become file names
+IDLE = "idle"  # state/idle/NAME: the index of idle workers
 RANK = {JobStatus.HELD: 0, JobStatus.WAITING: 0, JobStatus.QUEUED: 0, JobStatus.STARTING: 1, JobStatus.BUILDING: 2}
 
 
@@ -77,6 +80,8 @@ class HubState:
         unsynced.prepare(state.root, state.staging)  # after a crash of the machine, .built is gone
         if not state._is_file(".built"):
             state.rebuild()
+        elif not state._is_directory(IDLE):  # a state/ from before the index: made once
+            state._index_idle_workers()
         return state
 
     # --- reading ----------------------------------------------------------
@@ -101,7 +106,17 @@ class HubState:
         return self._read(f"workers/{name}.json")
 
     def workers(self) -> list[dict]:
-        return [w for w in (self.worker(n[:-5]) for n in sorted(_list(self.root, "workers"))) if w]
+        return [w for w in map(self.worker, self.worker_names()) if w]
+
+    def idle_workers(self) -> list[dict]:
+        """The workers waiting for work, found through state/idle/ (a push to a hub of a thousand busy
+        workers reads no worker's file); each checked against its own record."""
+        found = map(self.worker, sorted(_list(self.root, IDLE)))
+        return [worker for worker in found if worker and worker.get("state") == "idle"]
+
+    def worker_names(self) -> list[str]:
+        """The names of the workers state/ knows, sorted (their files are read one by one, when needed)."""
+        return [name[:-5] for name in sorted(_list(self.root, "workers")) if name.endswith(".json")]
 
     def branch_jobs(self, repo: str, branch: str) -> list[str]:
         record = self._read(f"branches/{_branch_key(repo, branch)}.json") or {}
@@ -220,10 +235,27 @@ class HubState:
         """Note what a worker does; `since` (when it began, `at`) stays while that does not change."""
         check_node_name(name)
         current = self.worker(name) or {}
-        if (current.get("kind"), current.get("state"), current.get("job")) == (kind, state, job):
-            return
-        record = {"name": name, "kind": kind, "state": state, "job": job, "since": at or eventlog.applied_at()}
-        self._write(f"workers/{name}.json", record)
+        if (current.get("kind"), current.get("state"), current.get("job")) != (kind, state, job):
+            if state != "idle":  # out of the index first: an entry without an idle record is passed over
+                remove_if_present(f"{IDLE}/{name}", root=self.root)
+            record = {"name": name, "kind": kind, "state": state, "job": job, "since": at or eventlog.applied_at()}
+            self._write(f"workers/{name}.json", record)
+        if state == "idle":
+            self._mark_idle(name)
+
+    def _mark_idle(self, name: str) -> None:
+        if not self._is_file(f"{IDLE}/{name}"):
+            with self._refusing_links(f"{IDLE}/{name}"):
+                write_atomically(f"{IDLE}/{name}", b"", self.staging, sync_dir=False, root=self.root,
+                                 sync=not unsynced.allowed(self.root))
+
+    def _index_idle_workers(self) -> None:
+        """state/idle/ made from workers/ (after a checkpoint is restored, or for a state/ older than the index)."""
+        _remove(self.root / IDLE)  # a link put there is removed, never followed
+        (self.root / IDLE).mkdir()
+        for worker in self.workers():
+            if worker.get("state") == "idle":
+                self._mark_idle(worker["name"])
 
     def queue_entry(self, job: dict) -> str:
         """The file of a job in the queue, relative to state/: queue/KIND/TIME.JOB.json, TIME the digits of when
@@ -262,11 +294,12 @@ class HubState:
         """The checkpoint, then the hub's handled events after it, into fresh state files; how many events."""
         _remove_unless_directory(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        for part in (*checkpoint.PARTS, "held", "boots"):
+        for part in (*checkpoint.PARTS, "held", "boots", IDLE):
             _remove(self.root / part)
         remove_if_present(pause.RECORD, root=self.root)
         held = pause.is_switched(self)  # a person's PAUSE not yet recorded stays, and the tick records it
         through = checkpoint.restore(self)
+        self._index_idle_workers()
         pause.restored(self)
         applied = self.replay(after=through, in_flight=True)
         if held:
@@ -303,6 +336,12 @@ class HubState:
     def _is_file(self, relative: str) -> bool:
         try:
             return stat.S_ISREG(lstat_under(relative, self.root).st_mode)
+        except OSError:
+            return False
+
+    def _is_directory(self, relative: str) -> bool:
+        try:
+            return stat.S_ISDIR(lstat_under(relative, self.root).st_mode)
         except OSError:
             return False
 

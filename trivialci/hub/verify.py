@@ -82,7 +82,14 @@ def fold_files(root: Path) -> dict:
                 found[relative] = record if isinstance(record, dict) else "unreadable"
     if os.path.lexists(root / pause.SWITCH):
         found[pause.SWITCH] = "exists"
+    for name in _idle_index(root):
+        found[f"idle/{name}"] = "exists"
     return found
+
+
+def _idle_index(root: Path) -> list[str]:
+    """The names in state/idle/ (the index of idle workers; a link there is no index and lists nothing)."""
+    return [name for name in files.list_names("idle", root) if not name.startswith(".")]
 
 
 def _differences(path: str, ours, theirs, live: dict) -> list[str]:
