@@ -31,6 +31,15 @@ def busy_fleet(spool: Path) -> SimulatedHub:
     return hub
 
 
+def one_idle_worker(spool: Path) -> SimulatedHub:
+    """A hub whose one worker, w1, asked for work and waits."""
+    hub = SimulatedHub(spool, 1_790_000_000.0)
+    beat(spool, "w1", 7, alive=True)
+    trivialci.emit("work_required", {"worker": "w1", "kind": "build"}, spool=spool)
+    hub.drain()
+    return hub
+
+
 def worker_reads(monkeypatch) -> list[str]:
     """The names of the worker files HubState reads from now on."""
     reads = []
@@ -67,10 +76,7 @@ def test_a_push_and_a_job_end_on_a_hub_of_busy_workers_read_no_worker_file(spool
 
 
 def test_an_idle_worker_is_in_the_index_and_a_push_goes_to_it(spool):
-    hub = SimulatedHub(spool, 1_790_000_000.0)
-    beat(spool, "w1", 7, alive=True)
-    trivialci.emit("work_required", {"worker": "w1", "kind": "build"}, spool=spool)
-    hub.drain()
+    hub = one_idle_worker(spool)
     assert os.listdir(spool / "state" / "idle") == ["w1"]
     push(spool, 1)
     hub.drain()
@@ -79,10 +85,7 @@ def test_an_idle_worker_is_in_the_index_and_a_push_goes_to_it(spool):
 
 
 def test_a_state_from_before_the_index_is_given_one_when_the_hub_opens_it(spool):
-    hub = SimulatedHub(spool, 1_790_000_000.0)
-    beat(spool, "w1", 7, alive=True)
-    trivialci.emit("work_required", {"worker": "w1", "kind": "build"}, spool=spool)
-    hub.drain()
+    hub = one_idle_worker(spool)
     (spool / "state" / "idle" / "w1").unlink()
     (spool / "state" / "idle").rmdir()  # as an older hub left state/
     push(spool, 1)
@@ -92,10 +95,7 @@ def test_a_state_from_before_the_index_is_given_one_when_the_hub_opens_it(spool)
 
 
 def test_a_link_put_where_the_index_goes_is_removed_never_followed(spool, tmp_path):
-    hub = SimulatedHub(spool, 1_790_000_000.0)
-    beat(spool, "w1", 7, alive=True)
-    trivialci.emit("work_required", {"worker": "w1", "kind": "build"}, spool=spool)
-    hub.drain()
+    hub = one_idle_worker(spool)
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep").write_text("mine\n")
