@@ -122,6 +122,16 @@ def test_state_verify_says_a_consistent_state_equals_its_rebuild_and_changes_not
     assert listing(spool) == before, "the live spool is only read"
 
 
+def test_state_verify_of_a_state_removed_by_hand_says_the_hub_rebuilds_it(spool):
+    small_history(spool)
+    remove_state(spool)
+    shown = run_cli("state", "verify", "--spool", spool)
+    assert (shown.returncode, shown.stdout) == (0, "state/ is not there, or not complete (no state/.built): the hub "
+                                                   "rebuilds it from the event log when it handles its next event; "
+                                                   "nothing to compare yet\n"), shown.stdout + shown.stderr
+    assert not (spool / "state").exists(), "verify only reads"
+
+
 def test_state_verify_prints_each_difference_of_a_tampered_state_and_exits_1(spool):
     small_history(spool)
     state = spool / "state"

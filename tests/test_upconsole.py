@@ -108,3 +108,41 @@ def test_a_job_skipped_while_it_waited_is_not_told_queued(tmp_path):
     console.poll()
     assert [line.split(" ", 3)[3] for line in lines] == [
         "waits for an earlier stage (stage 10)", f"SKIPPED 0.0s (skipped: x) ({JOB['job']})"]
+
+
+def test_a_job_whose_state_was_rebuilt_while_it_ran_is_still_told_started_and_ended(tmp_path):
+    """`rm -r state/` while a job runs: the console does not lose it (a new user's session lost one)."""
+    spool = tmp_path / "spool"
+    hub_dir(spool).create()
+    lines = []
+    console = JobConsole(spool, None, tmp_path / "up.log", lines.append)
+    state = spool / "state"
+    (state / "jobs").mkdir(parents=True)
+    (state / ".built").write_text("{}")
+    record = state / "jobs" / f"{JOB['job']}.json"
+    record.write_text(json.dumps({**JOB, "status": "QUEUED", "worker": None}))
+    console.poll()
+    os.rename(state, spool / "state.old")  # removed by a person; the hub rebuilds it at its next event
+    console.poll()
+    (state / "jobs").mkdir(parents=True)  # the rebuild has begun: jobs/ made, .built not yet
+    console.poll()
+    record.write_text(json.dumps({**JOB, "status": "BUILDING"}))
+    (state / ".built").write_text("{}")
+    console.poll()
+    record.write_text(json.dumps({**JOB, "status": "PASSED"}))
+    console.poll()
+    assert [line.split(" ", 3)[3] for line in lines] == ["queued", "started on build-1", f"PASSED 0.0s ({JOB['job']})"]
+
+
+def test_a_job_whose_record_was_removed_by_hand_from_a_complete_state_is_no_longer_looked_at(tmp_path):
+    spool = tmp_path / "spool"
+    hub_dir(spool).create()
+    console = JobConsole(spool, None, tmp_path / "up.log", [].append)
+    (spool / "state" / "jobs").mkdir(parents=True)
+    (spool / "state" / ".built").write_text("{}")
+    record = spool / "state" / "jobs" / f"{JOB['job']}.json"
+    record.write_text(json.dumps({**JOB, "status": "QUEUED", "worker": None}))
+    console.poll()
+    record.unlink()
+    console.poll()
+    assert console.active == set()

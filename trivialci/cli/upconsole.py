@@ -53,7 +53,11 @@ class JobConsole:
             self.known.add(name)
             self.active.add(name)
         for name in sorted(self.active):
-            self._tell(name)
+            if name in names:
+                self._tell(name)
+            elif self.data.state_is_built():  # gone from a complete state/: removed by hand
+                self.active.discard(name)
+            # else state/ is being rebuilt (a person's `rm -r state/`): told once its record is back
         for where, day, name in sorted(set(self._push_events()) - self.pushes_seen):
             self.pushes_seen.add((where, day, name))
             self._tell_push(where, day, name)
@@ -67,8 +71,7 @@ class JobConsole:
     def _tell(self, name: str) -> None:
         job = self.data.job_record(name)
         if job is None:
-            self.active.discard(name)
-            return
+            return  # listed, not readable this instant (being replaced): the next look reads it
         status, before = job.get("status"), self.told.get(name)
         word = "started" if status in RUNNING_WORDS else status
         if job.get("worker") and before in NOT_YET_QUEUED and word != JobStatus.QUEUED.value:

@@ -39,8 +39,15 @@ class Verdict:
                                    f"{len(self.differences)} places{busy}"]
 
 
+NOT_BUILT = ("state/ is not there, or not complete (no state/.built): the hub rebuilds it from the event log when "
+             "it handles its next event; nothing to compare yet")
+
+
 def verify_command(spool, say) -> int:
     """What `trivialci state verify` prints (through `say`), and its exit status: 0 equal, 1 not."""
+    if not isinstance(files.read_json(".built", root=HubState(spool).root), dict):
+        say(NOT_BUILT)  # a person's `rm -r state/`: every file would be a difference, and none is one
+        return 0
     verdict = verify(spool)
     for line in verdict.lines():
         say(line)

@@ -151,6 +151,10 @@ class WebData:
         """The names in SPOOL/PARTS, listed without following a link (for `up`'s console)."""
         return self._list(*parts)
 
+    def state_is_built(self) -> bool:
+        """Whether state/ is complete (its .built is written): a job missing from it then is gone, not rebuilt yet."""
+        return self._read("state", ".built") is not None
+
     def job_record(self, job_id: str) -> dict | None:
         """state/jobs/JOB.json, read as the pages read it."""
         return self._job(job_id)
