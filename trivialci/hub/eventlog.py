@@ -22,10 +22,13 @@ The time a change was applied (a worker's `since`, a pause's) is the claim time
 of its place: the cause's, or its own. Live, that is the claim time of the
 script's event, so a state rebuilt from done/ holds the same times.
 
-A recorded change whose cause was handled on an earlier day than itself is
-applied at the start of its own day (the checkpoint splits the log by the days
-events were handled in); `_cause` is input like any field: one that is not a
-claim id, or that is later than the event's own claim, is ignored.
+A recorded change handled on a later day than its cause (the hub was busy, or
+stopped, across midnight) is still applied right after its cause when the
+cause's day is replayed too; when the cause's day is folded into the
+checkpoint already, the change is applied first, before every replayed day (it
+came right after the checkpoint's last event). `_cause` is input like any
+field: one that is not a claim id, or that is later than the event's own
+claim, is ignored.
 """
 
 import json
@@ -96,7 +99,7 @@ def handled(done: Path, after: str, through: str, types: tuple) -> list[Handled]
             if event_type in types:
                 payload = _payload(done / day / name)
                 if payload is not None:
-                    found.append(_placed(f"{day}T{name[:-len('.json')]}", event_type, payload, len(found)))
+                    found.append(_placed(f"{day}T{name[:-len('.json')]}", event_type, payload, len(found), after))
     return sorted(found)
 
 
@@ -116,10 +119,12 @@ def in_flight(node_dir, types: tuple) -> list[Handled]:
     return found
 
 
-def _placed(own_id: str, event_type: str, payload: dict, order: int) -> Handled:
+def _placed(own_id: str, event_type: str, payload: dict, order: int, after: str) -> Handled:
+    """Where a handled event goes: its own id, or right after its cause; `after` is the last day the
+    checkpoint folded ("" for none), and a cause of such a day places the change before every replayed day."""
     cause = payload.get(CAUSE)
     if isinstance(cause, str) and _ID.match(cause) and cause[:24] <= own_id[:24]:
-        place = (max(cause, own_id[:10]), 1, order)  # a cause of an earlier day: the start of this one
+        place = (cause if cause[:10] > after else after, 1, order)
         return Handled(place, event_type, payload, iso_of_stamp(cause[:24]))
     return Handled((own_id, 0, order), event_type, payload, iso_of_stamp(own_id[:24]))
 
