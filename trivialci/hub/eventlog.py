@@ -22,13 +22,12 @@ The time a change was applied (a worker's `since`, a pause's) is the claim time
 of its place: the cause's, or its own. Live, that is the claim time of the
 script's event, so a state rebuilt from done/ holds the same times.
 
-A recorded change handled on a later day than its cause (the hub was busy, or
-stopped, across midnight) is still applied right after its cause when the
-cause's day is replayed too; when the cause's day is folded into the
-checkpoint already, the change is applied first, before every replayed day (it
-came right after the checkpoint's last event). `_cause` is input like any
-field: one that is not a claim id, or that is later than the event's own
-claim, is ignored.
+A recorded change belongs to the day of its cause, wherever it waits: the
+days a checkpoint folds (up to `through`) take the recorded changes whose cause
+is of those days, also when they were handled on a later day (the hub busy or
+stopped across midnight) or still wait in inbox/ or work/; a replay after the
+checkpoint leaves them out. `_cause` is input like any field: one that is not
+a claim id, or that is later than the event's own claim, is ignored.
 """
 
 import json
@@ -91,20 +90,24 @@ def without_cause(payload: dict) -> dict:
 
 
 def handled(done: Path, after: str, through: str, types: tuple) -> list[Handled]:
-    """The handled events of `types` in the days of done/ after `after` up to `through`, in the order to apply them."""
+    """The handled events of `types` whose place is in the days after `after` up to `through`, in the order to
+    apply them. A fold up to a `through` reads the later days too, for the changes recorded by then."""
     found = []
-    for day in sorted(day for day in _listing(done) if after < day <= through):
+    for day in sorted(day for day in _listing(done) if day > after):
         for name in sorted(_listing(done / day)):
             event_type = _type_of(name)
             if event_type in types:
                 payload = _payload(done / day / name)
                 if payload is not None:
-                    found.append(_placed(f"{day}T{name[:-len('.json')]}", event_type, payload, len(found), after))
+                    event = _placed(f"{day}T{name[:-len('.json')]}", event_type, payload, len(found))
+                    if after < event.place[0][:10] <= through:
+                        found.append(event)
     return sorted(found)
 
 
-def in_flight(node_dir, types: tuple) -> list[Handled]:
-    """The hub's recorded changes not yet handled (inbox/, work/): applied live already, so a rebuild applies them too."""
+def in_flight(node_dir, types: tuple, after: str = "", through: str = "9999-12-31") -> list[Handled]:
+    """The hub's recorded changes not yet handled (inbox/, work/) whose cause is of the days after `after` up to
+    `through`: applied live already, so a rebuild (or a fold of those days) applies them too."""
     waiting = [(name.split(".", 1)[1], node_dir.inbox / name) for name in _listing(node_dir.inbox)
                if name.endswith(".json") and "." in name]
     claimed = [(name[25:], node_dir.work / name) for name in _listing(node_dir.work) if ".json." in name]
@@ -113,19 +116,18 @@ def in_flight(node_dir, types: tuple) -> list[Handled]:
         payload = _payload(path)
         stem = path.name[25:] if path.parent == node_dir.work else path.name
         cause = payload.get(CAUSE) if payload else None
-        if stem.split(".", 1)[0] in types and isinstance(cause, str) and _ID.match(cause):
+        if stem.split(".", 1)[0] in types and isinstance(cause, str) and _ID.match(cause) \
+                and after < cause[:10] <= through:
             found.append(Handled((cause, 1, 1 << 40 | len(found)), stem.split(".", 1)[0], payload,
                                  iso_of_stamp(cause[:24])))
     return found
 
 
-def _placed(own_id: str, event_type: str, payload: dict, order: int, after: str) -> Handled:
-    """Where a handled event goes: its own id, or right after its cause; `after` is the last day the
-    checkpoint folded ("" for none), and a cause of such a day places the change before every replayed day."""
+def _placed(own_id: str, event_type: str, payload: dict, order: int) -> Handled:
+    """Where a handled event goes: right after its cause (a change the hub recorded), or at its own id."""
     cause = payload.get(CAUSE)
     if isinstance(cause, str) and _ID.match(cause) and cause[:24] <= own_id[:24]:
-        place = (cause if cause[:10] > after else after, 1, order)
-        return Handled(place, event_type, payload, iso_of_stamp(cause[:24]))
+        return Handled((cause, 1, order), event_type, payload, iso_of_stamp(cause[:24]))
     return Handled((own_id, 0, order), event_type, payload, iso_of_stamp(own_id[:24]))
 
 

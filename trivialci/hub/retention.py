@@ -158,7 +158,8 @@ def _fold(spool, through: str) -> dict:
     shutil.rmtree(fold.root, ignore_errors=True)
     fold.root.mkdir(parents=True)
     try:
-        fold.replay(after=checkpoint.restore(fold), through=through)
+        fold.replay(after=checkpoint.restore(fold), through=through, in_flight=True)  # with the changes recorded
+        # by then that are handled later: a replay after the checkpoint leaves them out
         return checkpoint.snapshot(fold.root)
     finally:
         shutil.rmtree(fold.root, ignore_errors=True)

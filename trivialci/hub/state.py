@@ -309,11 +309,11 @@ class HubState:
 
     def replay(self, after: str = "", through: str = "9999-12-31", in_flight: bool = False) -> int:
         """Apply the handled events of the days of done/ after `after`, up to `through` (and `in_flight`, the
-        recorded changes not yet handled); how many were applied."""
+        recorded changes of those days not yet handled); how many were applied."""
         applied = 0
         events = eventlog.handled(self.node_dir.done, after, through, REPLAYED)
         if in_flight:
-            events = sorted(events + eventlog.in_flight(self.node_dir, REPLAYED))
+            events = sorted(events + eventlog.in_flight(self.node_dir, REPLAYED, after, through))
         for handled in events:
             try:
                 self.apply(handled.event_type, handled.payload, handled.at)
