@@ -32,12 +32,12 @@ def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, sync_dir: bool =
     sync_dir = sync_dir and sync
     if root is not None:
         return _write_under(root, Path(path), data, tmp_dir, sync_dir, sync)
-    staged = Path(tmp_dir) / _staged_name(path)
+    staged = Path(tmp_dir) / staged_name(path)
     try:
         write_synced(staged, data, sync=sync)
         os.rename(staged, path)
     except BaseException:
-        _remove_quietly(staged)
+        remove_quietly(staged)
         raise
     if sync_dir:
         fsync_dir(Path(path).parent)
@@ -60,16 +60,17 @@ def _write_under(root, relative: Path, data: bytes, tmp_dir: Path, sync_dir: boo
 
 
 def _stage_and_rename(staging: int, parent: int, name: str, data: bytes, sync: bool) -> None:
-    staged = _staged_name(name)
+    staged = staged_name(name)
     try:
         write_synced(staged, data, dir_fd=staging, sync=sync)
         os.rename(staged, name, src_dir_fd=staging, dst_dir_fd=parent)
     except BaseException:
-        _remove_quietly(staged, dir_fd=staging)
+        remove_quietly(staged, dir_fd=staging)
         raise
 
 
-def _staged_name(path) -> str:
+def staged_name(path) -> str:
+    """The name a file for `path` is staged under in a tmp/ directory: hidden, this process's, unique."""
     return f".{Path(path).name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
 
 
@@ -131,7 +132,8 @@ def _unlink_if_present(path, dir_fd: int | None = None) -> None:
         pass
 
 
-def _remove_quietly(path, dir_fd: int | None = None) -> None:
+def remove_quietly(path, dir_fd: int | None = None) -> None:
+    """Unlink a staged file that is given up; whatever fails, the failure that gave it up is the one told."""
     try:
         os.unlink(path, dir_fd=dir_fd)
     except OSError:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import fsync_dir, fsync_fd, write_synced
+from .atomic import fsync_dir, fsync_fd, remove_quietly, staged_name, write_synced
 from .claim import Claim
 from .faults import crash_point
 
@@ -115,11 +115,11 @@ def stage(outcome: Outcome) -> OSError | None:
     claim = outcome.claim
     if outcome.logged is None:
         outcome.logged = claim.log_path.exists()
-    staged = claim.node_dir.tmp / f".{claim.result_path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    staged = claim.node_dir.tmp / staged_name(claim.result_path)
     try:
         write_synced(staged, (json.dumps(outcome.as_json(), indent=2) + "\n").encode(), sync=False)
     except OSError as error:
-        _remove_quietly(staged)
+        remove_quietly(staged)
         return error
     outcome.staged = staged
     return None
@@ -151,15 +151,8 @@ def _decide(outcome: Outcome) -> None:
             os.close(fd)
         os.rename(staged, outcome.claim.result_path)
     except BaseException:
-        _remove_quietly(staged)
+        remove_quietly(staged)
         raise
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def sync_log(log_fd: int) -> None:
