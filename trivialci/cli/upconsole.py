@@ -20,12 +20,11 @@ branch_update events of today's done/, as the web UI's branches view reads them.
 import os
 from pathlib import Path
 
-from ..jobs import FINAL, RUNNING, JobStatus
+from ..jobs import RUNNING, JobStatus
 from ..spool.terminal import printable
 from ..web.data import WebData, recent_days
-from ..web.pushes import is_push_event
+from ..web.pushes import FINAL_WORDS, is_push_event
 
-FINAL_WORDS = {status.value for status in FINAL}
 RUNNING_WORDS = {status.value for status in RUNNING}
 NOT_YET_QUEUED = (None, JobStatus.WAITING.value, JobStatus.HELD.value)  # what was told of a job a worker took
 NOT_YET_STARTED = (*NOT_YET_QUEUED, JobStatus.QUEUED.value)

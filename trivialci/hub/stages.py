@@ -129,9 +129,10 @@ def _holder(job: dict):
 def rebuild(state: HubState, job_id: str, downstream: bool = False) -> list[dict]:
     """Queue a final job again as a new job; with `downstream`, the later stages of its push after it.
     BadInput (nothing changes) for a job the hub does not know or that is not over."""
-    again = _again(rebuildable(state, job_id))
+    job = rebuildable(state, job_id)
+    again = _again(job)
     jobs = [_file(state, again, first=True, hold=_holder(again))]
-    return jobs + (_downstream(state, state.job(job_id), again) if downstream else [])
+    return jobs + (_downstream(state, job, again) if downstream else [])
 
 
 def rebuildable(state: HubState, job_id: str) -> dict:

@@ -34,9 +34,10 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from . import logpage, pages, render
 from ..errors import BadInput
-from ..jobs import FINAL, is_job_id
+from ..jobs import is_job_id
 from ..store import ArtifactStore, is_key
 from .data import HOUSEKEEPING, WebData
+from .pushes import FINAL_WORDS
 from .hosts import HostCheck
 from .serving import GuardedHandler, GuardedServer
 
@@ -45,7 +46,6 @@ MAX_PAGE = 100000
 JOB_PATH = re.compile(r"/jobs/([^/]+)(\.json)?\Z")
 PAGES = {"/": "jobs", "/index.json": "jobs", "/branches": "branches", "/branch": "branch", "/queue": "queue",
          "/workers": "workers", "/events": "events"}
-FINAL_WORDS = {status.value for status in FINAL}
 
 
 class WebUI:

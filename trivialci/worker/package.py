@@ -15,6 +15,7 @@ refused event changes nothing but its own record in failed/.
 
 from ..errors import BadInput
 from ..git.commands import check_branch, check_repo, check_sha
+from ..git.mirror import MAX_COMMIT_TEXT
 from ..hub.fields import TRUST_CHECKS
 from ..hub.state import HubState
 from ..jobs import (BUILD_TIMEOUT, MAX_REASON_CHARS, RUNNING, JobStatus, check_attempt, check_fields, check_job_id,
@@ -22,12 +23,9 @@ from ..jobs import (BUILD_TIMEOUT, MAX_REASON_CHARS, RUNNING, JobStatus, check_a
                     check_timeout, check_upstream, iso_now, optional)
 from ..spool.delivery import emit
 
-MAX_SHOWN_CHARS = 200
-
-
 def check_shown(value) -> str:
-    """A commit's subject or author, shown in the job's record: one line of text."""
-    return check_text(value, "subject or author", MAX_SHOWN_CHARS).split("\n", 1)[0]
+    """A commit's subject or author, shown in the job's record: one line of text, as long as the hub keeps."""
+    return check_text(value, "subject or author", MAX_COMMIT_TEXT).split("\n", 1)[0]
 
 
 START_WORK_FIELDS = {"job": check_job_id, "repo": check_repo, "branch": check_branch, "sha": check_sha,
