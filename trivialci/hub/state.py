@@ -78,13 +78,17 @@ class HubState:
         check_on_hub("changing the hub's state")
         state = cls(spool)
         unsynced.prepare(state.root, state.staging)  # after a crash of the machine, .built is gone
-        if not state._is_file(".built"):
+        if not state.is_built():
             state.rebuild()
         elif not state._is_directory(IDLE):  # a state/ from before the index: made once
             state._index_idle_workers()
         return state
 
     # --- reading ----------------------------------------------------------
+
+    def is_built(self) -> bool:
+        """Whether state/ is complete (.built written): if not, the next open() rebuilds it."""
+        return self._is_file(".built")
 
     def job(self, job_id: str) -> dict | None:
         """The job's view, or None (also for anything that is not a job id: it names no file here)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint, pause
-from .state import HubState
+from .state import IDLE, HubState, _list
 from ..spool import files
 
 NOT_YET = "made by hand and not yet recorded: the hub records it at its next tick (trivialci hub --tick)"
@@ -45,7 +45,7 @@ NOT_BUILT = ("state/ is not there, or not complete (no state/.built): the hub re
 
 def verify_command(spool, say) -> int:
     """What `trivialci state verify` prints (through `say`), and its exit status: 0 equal, 1 not."""
-    if not isinstance(files.read_json(".built", root=HubState(spool).root), dict):
+    if not HubState(spool).is_built():
         say(NOT_BUILT)  # a person's `rm -r state/`: every file would be a difference, and none is one
         return 0
     verdict = verify(spool)
@@ -89,14 +89,9 @@ def fold_files(root: Path) -> dict:
                 found[relative] = record if isinstance(record, dict) else "unreadable"
     if os.path.lexists(root / pause.SWITCH):
         found[pause.SWITCH] = "exists"
-    for name in _idle_index(root):
-        found[f"idle/{name}"] = "exists"
+    for name in _list(root, IDLE):  # the index of idle workers (a link there lists nothing)
+        found[f"{IDLE}/{name}"] = "exists"
     return found
-
-
-def _idle_index(root: Path) -> list[str]:
-    """The names in state/idle/ (the index of idle workers; a link there is no index and lists nothing)."""
-    return [name for name in files.list_names("idle", root) if not name.startswith(".")]
 
 
 def _differences(path: str, ours, theirs, live: dict) -> list[str]:

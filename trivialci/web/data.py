@@ -153,7 +153,7 @@ class WebData:
 
     def state_is_built(self) -> bool:
         """Whether state/ is complete (its .built is written): a job missing from it then is gone, not rebuilt yet."""
-        return self._read("state", ".built") is not None
+        return self.state.is_built()
 
     def job_record(self, job_id: str) -> dict | None:
         """state/jobs/JOB.json, read as the pages read it."""
